@@ -1,0 +1,44 @@
+"""Batch preparation that hands simulated prompts to the network as keyword arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from monai.engines.utils import PrepareBatch
+from monai.utils import CommonKeys
+
+# network keyword -> data-dict key written by the prompt transforms
+PROMPT_KEYS: dict[str, str] = {"boxes": "box", "point_coords": "point_coords", "point_labels": "point_labels", "mask_prompt": "mask_prompt"}
+
+
+class PromptPrepareBatch(PrepareBatch):
+    """Return (image, label, (), prompts) for MONAI engines; `prompts` picks which prompt kinds reach the network.
+
+    Args:
+        prompts: network keywords to pass, among boxes, point_coords, point_labels, mask_prompt; [] = prompt-free
+            (the network's learned prompt token). "points" is a shorthand for point_coords + point_labels.
+    """
+
+    def __init__(self, prompts: Sequence[str] = ("boxes",)) -> None:
+        names: list[str] = []
+        for p in prompts:
+            names += ["point_coords", "point_labels"] if p == "points" else [p]
+        unknown = [p for p in names if p not in PROMPT_KEYS]
+        if unknown:
+            raise ValueError(f"Unknown prompt kinds {unknown}: choose among boxes, points, mask_prompt (or []).")
+        self.prompts = names
+
+    def __call__(
+        self, batchdata: Mapping, device: str | torch.device | None = None, non_blocking: bool = False, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple, dict]:
+        """Dict batch -> (image (B,C,H,W), label (B,1,H,W) or None, (), {prompt keyword: tensor})."""
+        def move(x):
+            return torch.as_tensor(x).to(device=device, non_blocking=non_blocking, **kwargs)
+
+        missing = [PROMPT_KEYS[p] for p in self.prompts if PROMPT_KEYS[p] not in batchdata]
+        if missing:
+            raise KeyError(f"Batch lacks prompt keys {missing}: add SimulatePromptsd to the transforms or change prompts.")
+        image = move(batchdata[CommonKeys.IMAGE])
+        label = move(batchdata[CommonKeys.LABEL]) if CommonKeys.LABEL in batchdata else None
+        return image, label, (), {p: move(batchdata[PROMPT_KEYS[p]]) for p in self.prompts}

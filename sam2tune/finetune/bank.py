@@ -1,0 +1,147 @@
+"""AdapterBank: one frozen base SAM2Segmenter, several named domain adapters, switched without reloading the base."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from sam2tune.finetune.config import FinetuneConfig
+from sam2tune.finetune.io import check_adapter_fits, read_adapter
+from sam2tune.finetune.lora import inject_lora, load_lora_state_dict, lora_layers
+from sam2tune.networks.adapters import adapter_bottleneck_in, add_hiera_adapters
+from sam2tune.networks.segmenter import SAM2Segmenter
+
+
+@dataclass
+class _Entry:
+    config: FinetuneConfig
+    directory: str
+    # Non-LoRA weights (prompt tokens, bottleneck adapters, channel adapter, decoder for decoder_only) as frozen
+    # Parameters, swapped into the base by reference: switching copies nothing and never writes a base tensor.
+    params: dict[str, nn.Parameter] = field(default_factory=dict)
+
+
+class AdapterBank:
+    """Several adapters (from save_adapter directories) over one shared frozen base.
+
+    LoRA adapters live side by side inside the base's peft LoRA layers (peft multi-adapter, switched with
+    `set_adapter`); all other adapter weights are kept as Parameters and put in place of the base's on `use`.
+    Build the base on its final device first: weights are loaded onto the base's device.
+
+    Example:
+        bank = AdapterBank(SAM2Segmenter("tiny", 1024, pretrained_checkpoint=ckpt))
+        bank.add("refuge", "runs/refuge/models/adapter"); bank.add("drishti", "runs/drishti/models/adapter")
+        logits = bank.use("refuge")(image, boxes=boxes)
+    """
+
+    def __init__(self, base: SAM2Segmenter) -> None:
+        if getattr(base, "finetune_config", None) is not None:
+            raise ValueError("AdapterBank needs a plain base SAM2Segmenter, not one already prepared by apply_finetune.")
+        self.base = base.eval()
+        self.base.requires_grad_(False)
+        self._entries: dict[str, _Entry] = {}
+        # name -> the base's own Parameter (or None where the base has none, e.g. prompt_tokens) for every
+        # parameter some adapter replaces: what an adapter without that key runs with.
+        self._defaults: dict[str, nn.Parameter | None] = {}
+        self.active: str | None = None
+
+    # ---- registry --------------------------------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        """Names of the loaded adapters, in the order they were added."""
+        return list(self._entries)
+
+    def add(self, name: str, directory: str) -> AdapterBank:
+        """Load the adapter saved in `directory` under `name` (base unchanged); the first one added becomes active."""
+        if not name or not name.isidentifier():
+            raise ValueError(f"Adapter name must be a Python identifier (peft uses it as a module key), got {name!r}.")
+        if name in self._entries:
+            raise ValueError(f"Adapter {name!r} is already in the bank (names: {', '.join(self.names)}).")
+        meta, tensors = read_adapter(directory, device=next(self.base.parameters()).device)
+        config = check_adapter_fits(self.base, meta, directory)
+        lora = {k: v for k, v in tensors.items() if ".lora_" in k}
+        if config.strategy == "lora":
+            inject_lora(self.base, config, adapter_name=name)
+            unexpected = load_lora_state_dict(self.base, lora, adapter_name=name)
+            if unexpected:
+                raise ValueError(f"Adapter {directory} holds LoRA keys the base lacks: {unexpected[:5]}.")
+        elif lora:
+            raise ValueError(f"Adapter {directory} is finetune '{config.strategy}' but holds LoRA weights.")
+        entry = _Entry(config, directory)
+        dim = adapter_bottleneck_in(tensors)
+        if dim:
+            self._ensure_adapters(dim, directory)
+        own = dict(self.base.named_parameters())
+        for key, value in tensors.items():
+            if key in lora:
+                continue
+            if key != "prompt_tokens":
+                if key not in own:
+                    raise ValueError(f"Adapter {directory} holds {key!r}, which the base network lacks.")
+                if own[key].shape != value.shape:
+                    raise ValueError(f"Adapter {directory}: {key} has shape {tuple(value.shape)}, base has {tuple(own[key].shape)}.")
+            self._defaults.setdefault(key, own.get(key))
+            entry.params[key] = nn.Parameter(value, requires_grad=False)
+        self._entries[name] = entry
+        # peft marks freshly injected adapters trainable, and builds their dropout in training mode.
+        self.base.requires_grad_(False)
+        self.base.eval()
+        return self.use(self.active or name)
+
+    def memory_bytes(self) -> dict[str, int]:
+        """name -> bytes held by that adapter's own tensors (LoRA matrices + swapped weights)."""
+        sizes = {}
+        for name, entry in self._entries.items():
+            total = sum(p.numel() * p.element_size() for p in entry.params.values())
+            for layer in lora_layers(self.base).values():
+                for module_dict in (layer.lora_A, layer.lora_B):
+                    if name in module_dict:
+                        total += sum(p.numel() * p.element_size() for p in module_dict[name].parameters())
+            sizes[name] = total
+        return sizes
+
+    # ---- switching and running -------------------------------------------------------------------------------------
+    def use(self, name: str) -> AdapterBank:
+        """Make `name` the active adapter: O(adapter size), the base's own weights are never rewritten."""
+        if name not in self._entries:
+            raise KeyError(f"No adapter {name!r} in the bank (names: {', '.join(self.names) or 'none'}).")
+        entry = self._entries[name]
+        layers = lora_layers(self.base).values()
+        for layer in layers:
+            # LoRA of non-LoRA entries must not run: disable every LoRA layer for them.
+            layer.enable_adapters(entry.config.strategy == "lora")
+        if entry.config.strategy == "lora":
+            from peft.functional import set_adapter  # only LoRA entries need peft
+
+            set_adapter(self.base, name, inference_mode=True)
+        # Put back what the previous adapter replaced, then swap in this adapter's Parameters.
+        previous = self._entries[self.active].params if self.active in self._entries else {}
+        for key in previous.keys() - entry.params.keys():
+            self._set_param(key, self._defaults[key])
+        for key, param in entry.params.items():
+            self._set_param(key, param)
+        self.active = name
+        return self
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor, **prompts: torch.Tensor) -> torch.Tensor:
+        """Run the active adapter: (B, C, H, W) image + prompts (as SAM2Segmenter.forward) -> logits (B, K, H, W)."""
+        if self.active is None:
+            raise RuntimeError("AdapterBank has no adapter yet: call bank.add(name, directory) first.")
+        return self.base(image, **prompts)
+
+    # ---- helpers -----------------------------------------------------------------------------------------------------
+    def _ensure_adapters(self, dim: int, directory: str) -> None:
+        have = adapter_bottleneck_in(self.base.state_dict())
+        if have and have != dim:
+            raise ValueError(f"Adapter {directory} has bottleneck width {dim}, other adapters in the bank use {have}.")
+        # Fresh adapters start as the identity (zero up-projection): entries without adapters run unchanged.
+        add_hiera_adapters(self.base.sam.image_encoder.trunk, dim)
+        self.base.requires_grad_(False)
+
+    def _set_param(self, key: str, param: nn.Parameter | None) -> None:
+        owner, _, leaf = key.rpartition(".")
+        module = self.base.get_submodule(owner) if owner else self.base
+        setattr(module, leaf, param)

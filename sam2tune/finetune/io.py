@@ -1,0 +1,180 @@
+"""Adapter files (small, strategy-only weights + their config) and the deployable merged model state_dict."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from sam2tune import __version__
+from sam2tune.finetune.config import FinetuneConfig
+from sam2tune.finetune.freeze import trainable_tensors
+from sam2tune.finetune.lora import (
+    DEFAULT_ADAPTER,
+    has_lora,
+    load_lora_state_dict,
+    lora_state_dict,
+    merged_lora_state_dict,
+)
+from sam2tune.finetune.strategies import apply_finetune
+from sam2tune.networks.segmenter import SAM2Segmenter
+from sam2tune.utils.atomic import atomic_torch_save, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "adapter_model.safetensors"
+CONFIG_NAME = "adapter_config.json"
+FORMAT_VERSION = 1
+
+
+# ---- adapter state ---------------------------------------------------------------------------------------------------
+def adapter_state_dict(network: nn.Module, adapter_name: str = DEFAULT_ADAPTER) -> dict[str, torch.Tensor]:
+    """The weights the network's strategy trains, LoRA keys in peft's portable form (no adapter name)."""
+    config = _config_of(network)
+    tensors = trainable_tensors(network, config)
+    if config.strategy == "lora" and has_lora(network):
+        lora = lora_state_dict(network, adapter_name)
+        # peft's dict covers the LoRA tensors (and LoRA biases); the rest are the other trainable parameters.
+        tensors = {k: v for k, v in tensors.items() if ".lora_" not in k} | lora
+    return tensors
+
+
+def load_adapter_state_dict(
+    network: nn.Module, state_dict: dict[str, torch.Tensor], adapter_name: str = DEFAULT_ADAPTER, source: str = ""
+) -> None:
+    """Load adapter weights into a network already prepared for their strategy; any key mismatch raises."""
+    config = _config_of(network)
+    own = adapter_state_dict(network, adapter_name)
+    missing, extra = sorted(own.keys() - state_dict.keys()), sorted(state_dict.keys() - own.keys())
+    shapes = sorted(k for k in own.keys() & state_dict.keys() if own[k].shape != state_dict[k].shape)
+    if missing or extra or shapes:
+        raise ValueError(
+            f"Adapter {source or 'state_dict'} does not fit this network (finetune '{config.strategy}'): "
+            f"missing {missing[:3]}, unexpected {extra[:3]}, shape mismatch {shapes[:3]} "
+            f"({len(missing)}, {len(extra)}, {len(shapes)} in all)."
+        )
+    if config.strategy == "lora":
+        unexpected = load_lora_state_dict(network, state_dict, adapter_name)
+    else:
+        unexpected = list(network.load_state_dict(state_dict, strict=False).unexpected_keys)
+    if unexpected:
+        raise ValueError(f"Adapter {source or 'state_dict'} holds keys this network lacks: {unexpected[:5]}.")
+
+
+# ---- files -------------------------------------------------------------------------------------------------------------
+def save_adapter(network: SAM2Segmenter, directory: str) -> str:
+    """Write adapter_model.safetensors (strategy-trained weights only) + adapter_config.json to `directory`, atomically."""
+    config = _config_of(network)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in adapter_state_dict(network).items()}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "sam2tune_version": __version__,
+        "variant": network.variant,
+        "image_size": network.image_size,
+        "in_channels": network.channel_adapter.in_channels,
+        "finetune": config.to_dict(),
+        "num_parameters": sum(v.numel() for v in tensors.values()),
+    }
+    os.makedirs(directory, exist_ok=True)
+    # Weights first, config last: a directory with a config always has the weights that config describes.
+    _atomic_write_bytes(os.path.join(directory, WEIGHTS_NAME), save_safetensors(tensors, metadata={"format": "pt"}))
+    atomic_write_json(meta, os.path.join(directory, CONFIG_NAME))
+    logger.info("Saved %s adapter (%d tensors, %d parameters) to %s", config.strategy, len(tensors), meta["num_parameters"], directory)
+    return directory
+
+
+def read_adapter(directory: str, device: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read (adapter_config.json as a dict, weights) from a save_adapter directory, with errors naming the folder."""
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Adapter directory not found: {directory} (written by save_adapter / training with finetune lora|adapter|prompt).")
+    paths = {name: os.path.join(directory, name) for name in (CONFIG_NAME, WEIGHTS_NAME)}
+    absent = [name for name, path in paths.items() if not os.path.isfile(path)]
+    if absent:
+        raise FileNotFoundError(f"Adapter directory {directory} lacks {', '.join(absent)} (it should hold {CONFIG_NAME} and {WEIGHTS_NAME}).")
+    with open(paths[CONFIG_NAME]) as f:
+        meta = json.load(f)
+    for key in ("variant", "finetune", "in_channels"):
+        if key not in meta:
+            raise ValueError(f"{paths[CONFIG_NAME]} lacks the key {key!r}: not a sam2tune adapter config.")
+    with open(paths[WEIGHTS_NAME], "rb") as f:
+        # safetensors holds raw tensors only: nothing executes on load (the safe analogue of weights_only=True).
+        tensors = load_safetensors(f.read())
+    return meta, {k: v.to(device) for k, v in tensors.items()}
+
+
+def check_adapter_fits(network: SAM2Segmenter, meta: dict[str, Any], directory: str) -> FinetuneConfig:
+    """Raise if an adapter's variant or input channels differ from `network`'s; return its FinetuneConfig."""
+    if meta["variant"] != network.variant:
+        raise ValueError(
+            f"Adapter {directory} was trained on SAM2 '{meta['variant']}' but the network is '{network.variant}': "
+            f"build the base with sam2_variant={meta['variant']}."
+        )
+    in_channels = network.channel_adapter.in_channels
+    if meta["in_channels"] != in_channels:
+        raise ValueError(f"Adapter {directory} expects in_channels={meta['in_channels']} but the network has {in_channels}.")
+    if meta.get("image_size") not in (None, network.image_size):
+        logger.warning("Adapter %s was trained at image_size=%s; the network runs at %s.", directory, meta["image_size"], network.image_size)
+    return FinetuneConfig.from_dict(meta["finetune"])
+
+
+def load_adapter(network: SAM2Segmenter, directory: str) -> SAM2Segmenter:
+    """Load a save_adapter directory onto `network` (same variant), applying its strategy first if the network is plain."""
+    meta, tensors = read_adapter(directory, device=_device_of(network))
+    config = check_adapter_fits(network, meta, directory)
+    current = getattr(network, "finetune_config", None)
+    if current is None:
+        apply_finetune(network, config)
+    elif current != config:
+        raise ValueError(f"Adapter {directory} is finetune '{config.strategy}' ({config}) but the network is prepared for {current}.")
+    load_adapter_state_dict(network, tensors, source=directory)
+    logger.info("Loaded %s adapter from %s", config.strategy, directory)
+    return network
+
+
+# ---- deployable model --------------------------------------------------------------------------------------------------
+def merged_state_dict(network: nn.Module) -> dict[str, torch.Tensor]:
+    """A plain SAM2Segmenter state_dict: LoRA merged by peft into the base weights (plain key names), live network untouched.
+
+    Bottleneck adapters and prompt tokens stay as they are: SAM2Segmenter.load_state_dict rebuilds them.
+    Tensors that needed no merge share storage with the live network (read them, do not modify them in place).
+    """
+    return merged_lora_state_dict(network) if has_lora(network) else dict(network.state_dict())
+
+
+def save_merged(network: nn.Module, path: str) -> str:
+    """torch.save merged_state_dict(network) to `path` atomically (the model.pt inference and MONAI Label load)."""
+    return atomic_torch_save(merged_state_dict(network), path)
+
+
+# ---- helpers -------------------------------------------------------------------------------------------------------------
+def _config_of(network: nn.Module) -> FinetuneConfig:
+    config = getattr(network, "finetune_config", None)
+    if config is None:
+        raise ValueError("The network has no finetune_config: call sam2tune.finetune.apply_finetune(network, config) first.")
+    return config
+
+
+def _device_of(network: nn.Module) -> torch.device:
+    return next(network.parameters()).device
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

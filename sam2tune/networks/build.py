@@ -1,0 +1,131 @@
+"""Build any SAM2 / SAM2.1 variant from the `sam2` package's own configs and load official checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import torch
+from sam2.build_sam import build_sam2
+from sam2.modeling.sam2_base import SAM2Base
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("tiny", "small", "base_plus", "large")
+_CONFIG_SUFFIX = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
+# (trunk embed_dim, number of Hiera blocks): how a state_dict reveals its variant.
+_VARIANT_SIGNATURE = {(96, 12): "tiny", (96, 16): "small", (112, 24): "base_plus", (144, 48): "large"}
+OFFICIAL_URLS = {
+    ("2.1", v): f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_{n}.pt"
+    for v, n in {"tiny": "tiny", "small": "small", "base_plus": "base_plus", "large": "large"}.items()
+} | {
+    ("2", v): f"https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_{n}.pt"
+    for v, n in {"tiny": "tiny", "small": "small", "base_plus": "base_plus", "large": "large"}.items()
+}
+
+
+@dataclass
+class CheckpointReport:
+    """What loading a checkpoint did: its path, detected variant and the keys that did not match."""
+
+    path: str
+    variant: str | None
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        """True when every key matched."""
+        return not self.missing_keys and not self.unexpected_keys
+
+
+def sam2_config_name(variant: str, version: str = "2.1") -> str:
+    """Return the `sam2` package config name of a variant, e.g. configs/sam2.1/sam2.1_hiera_t.yaml."""
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown sam2_variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
+    if version not in ("2", "2.1"):
+        raise ValueError(f"Unknown SAM2 version {version!r}: choose '2' or '2.1'.")
+    prefix = "sam2.1" if version == "2.1" else "sam2"
+    return f"configs/{prefix}/{prefix}_hiera_{_CONFIG_SUFFIX[variant]}.yaml"
+
+
+def build_sam2_model(
+    variant: str = "tiny",
+    image_size: int = 1024,
+    checkpoint: str | None = None,
+    version: str = "2.1",
+    device: str | torch.device = "cpu",
+    warn_random_init: bool = True,
+) -> SAM2Base:
+    """Build a SAM2Base of `variant` at a square `image_size` (multiple of 32), random init or from `checkpoint`."""
+    config = sam2_config_name(variant, version)
+    if image_size % 32 != 0 or image_size < 32:
+        raise ValueError(f"image_size={image_size} must be a positive multiple of 32 (Hiera's total stride).")
+    model = build_sam2(config, None, device=str(device), mode="eval", hydra_overrides_extra=[f"++model.image_size={image_size}"])
+    if checkpoint:
+        load_sam2_checkpoint(model, checkpoint, variant=variant, version=version)
+    elif warn_random_init:
+        logger.warning(
+            "=" * 78 + "\nNO PRETRAINED CHECKPOINT: SAM2 %s is RANDOMLY INITIALISED. Results will be far below "
+            "those of the official weights.\nDownload %s and pass --pretrained_checkpoint PATH.\n" + "=" * 78,
+            variant,
+            OFFICIAL_URLS[(version, variant)],
+        )
+    return model
+
+
+def checkpoint_variant(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """Guess the SAM2 variant of a state_dict from its Hiera width and depth (None if unknown)."""
+    pos = state_dict.get("image_encoder.trunk.pos_embed")
+    if pos is None:
+        return None
+    blocks = {k.split(".")[3] for k in state_dict if k.startswith("image_encoder.trunk.blocks.")}
+    return _VARIANT_SIGNATURE.get((int(pos.shape[1]), len(blocks)))
+
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file safely (weights_only) and return its state_dict ({"model": sd} is unwrapped)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Checkpoint not found: {path}. Download an official SAM2 checkpoint (e.g. "
+            f"{OFFICIAL_URLS[('2.1', 'tiny')]}) or set pretrained_checkpoint to null for random init."
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name and the fix
+        raise ValueError(f"Cannot read checkpoint {path} with torch.load(weights_only=True): {e}") from e
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
+        ckpt = ckpt["model"]
+    if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise ValueError(f"Checkpoint {path} holds no state_dict (expected {{'model': state_dict}} or a state_dict).")
+    return ckpt
+
+
+def load_sam2_checkpoint(model: SAM2Base, path: str, variant: str | None = None, version: str = "2.1") -> CheckpointReport:
+    """Load an official SAM2 checkpoint into `model`, refusing another variant and reporting key mismatches."""
+    state_dict = read_state_dict(path)
+    found = checkpoint_variant(state_dict)
+    if variant is not None and found is not None and found != variant:
+        raise ValueError(
+            f"Checkpoint {path} is SAM2 '{found}' but sam2_variant='{variant}'. "
+            f"Set --sam2_variant {found}, or use {OFFICIAL_URLS[(version, variant)]}."
+        )
+    own = model.state_dict()
+    wrong_shape = [k for k, v in state_dict.items() if k in own and own[k].shape != v.shape]
+    if wrong_shape:
+        raise ValueError(f"Checkpoint {path} does not fit this model: shape mismatch for {wrong_shape[:5]} ...")
+    result = model.load_state_dict(state_dict, strict=False)
+    report = CheckpointReport(path, found, list(result.missing_keys), list(result.unexpected_keys))
+    if report.exact:
+        logger.info("Loaded SAM2 checkpoint %s (variant %s), all keys matched.", path, found)
+    else:
+        logger.warning(
+            "Loaded SAM2 checkpoint %s with %d missing keys %s and %d unexpected keys %s.",
+            path,
+            len(report.missing_keys),
+            report.missing_keys[:10],
+            len(report.unexpected_keys),
+            report.unexpected_keys[:10],
+        )
+    return report

@@ -1,0 +1,29 @@
+"""Map 1-channel (CT/MR) or N-channel images onto SAM2's 3 input channels."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ChannelAdapter(nn.Module):
+    """(B, C, H, W) -> (B, 3, H, W): identity for 3, replicate for 1, a 1x1 conv started as the channel mean for N."""
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__()
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}.")
+        self.in_channels = in_channels
+        self.proj: nn.Conv2d | None = None
+        if in_channels not in (1, 3):
+            # Starting from the channel mean keeps pretrained features meaningful at step 0.
+            self.proj = nn.Conv2d(in_channels, 3, kernel_size=1, bias=False)
+            nn.init.constant_(self.proj.weight, 1.0 / in_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 3, H, W)."""
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"Expected {self.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)}).")
+        if self.proj is not None:
+            return self.proj(x)
+        return x.expand(-1, 3, -1, -1) if self.in_channels == 1 else x

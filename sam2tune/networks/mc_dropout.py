@@ -1,0 +1,38 @@
+"""Monte-Carlo dropout: keep dropout stochastic at inference while everything else stays in eval mode."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import torch
+from sam2.modeling.sam.transformer import Attention
+from torch import nn
+
+
+def _stochastic_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.Dropout | nn.Dropout2d) or (isinstance(m, Attention) and m.dropout_p > 0)]
+
+
+@contextmanager
+def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
+    """Context: model in eval mode except dropout layers (and decoder attention dropout), restored afterwards."""
+    was_training = model.training
+    model.eval()
+    mods = _stochastic_modules(model)
+    for m in mods:
+        m.train()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def mc_dropout_predict(model: nn.Module, num_samples: int, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run `num_samples` stochastic passes -> (mean probability, per-pixel variance), each (B, K, H, W)."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    with mc_dropout(model):
+        probs = torch.stack([torch.sigmoid(model(*args, **kwargs)) for _ in range(num_samples)])
+    return probs.mean(0), probs.var(0, unbiased=False)

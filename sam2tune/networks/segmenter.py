@@ -1,0 +1,219 @@
+"""Promptable 2D SAM2 segmenter: image + (box | points | mask | learned token) -> logits at input resolution."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from sam2.modeling.sam.transformer import Attention
+from torch import nn
+
+from sam2tune.networks.adapters import adapter_bottleneck_in, add_hiera_adapters
+from sam2tune.networks.build import build_sam2_model, read_state_dict
+from sam2tune.networks.channel_adapter import ChannelAdapter
+
+logger = logging.getLogger(__name__)
+
+# SAM2 was trained on ImageNet-normalised RGB in [0, 1].
+_PIXEL_MEAN = (0.485, 0.456, 0.406)
+_PIXEL_STD = (0.229, 0.224, 0.225)
+
+
+class SAM2Segmenter(nn.Module):
+    """Meta's SAM2 (`self.sam`) with a channel adapter, optional learned prompt tokens, adapters and MC dropout.
+
+    Args:
+        variant: tiny | small | base_plus | large.
+        image_size: square model input size (multiple of 32); inputs of another size are resized to it and back.
+        in_channels: channels of the images given to forward (1 for CT/MR, 3 for RGB, N for stacked maps).
+        pretrained_checkpoint: official SAM2 checkpoint or a sam2tune model.pt; None = random init (loud warning).
+        version: SAM2 release, "2.1" (default) or "2".
+        dropout: dropout on the image embedding before the mask decoder (MC dropout, epistemic active learning).
+        attn_dropout: dropout inside the mask decoder's attention (defaults to `dropout`).
+        proj_dropout: dropout after each mask-decoder attention output projection (no parameters, so checkpoints
+            are unchanged; an nn.Dropout child of each Attention, so MC dropout finds it).
+        num_prompt_tokens: learned prompt tokens appended to the sparse prompt embeddings (prompt-free mode).
+        adapter_dim: bottleneck width of adapters after each Hiera block (0 = none).
+        multimask_output: return SAM's 3 candidate masks instead of one.
+    """
+
+    def __init__(
+        self,
+        variant: str = "tiny",
+        image_size: int = 1024,
+        in_channels: int = 3,
+        pretrained_checkpoint: str | None = None,
+        version: str = "2.1",
+        dropout: float = 0.0,
+        attn_dropout: float | None = None,
+        num_prompt_tokens: int = 0,
+        adapter_dim: int = 0,
+        multimask_output: bool = False,
+        proj_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        self.variant, self.image_size, self.multimask_output = variant, image_size, multimask_output
+        own_ckpt = pretrained_checkpoint if _is_sam2tune_checkpoint(pretrained_checkpoint) else None
+        sam_ckpt = None if own_ckpt else pretrained_checkpoint
+        self.sam = build_sam2_model(variant, image_size, sam_ckpt, version, warn_random_init=own_ckpt is None)
+        self.channel_adapter = ChannelAdapter(in_channels)
+        self.register_buffer("pixel_mean", torch.tensor(_PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(_PIXEL_STD).view(1, 3, 1, 1), persistent=False)
+        embed_dim = self.sam.sam_prompt_encoder.embed_dim
+        self.prompt_tokens = nn.Parameter(torch.randn(num_prompt_tokens, embed_dim) * 0.02) if num_prompt_tokens else None
+        self.embed_dropout = nn.Dropout(dropout)
+        self.set_attention_dropout(dropout if attn_dropout is None else attn_dropout)
+        if proj_dropout:
+            self.set_projection_dropout(proj_dropout)
+        if adapter_dim:
+            add_hiera_adapters(self.sam.image_encoder.trunk, adapter_dim)
+        if own_ckpt:
+            self.load_state_dict(read_state_dict(own_ckpt), strict=False)
+            logger.info("Loaded sam2tune checkpoint %s", own_ckpt)
+
+    # ---- configuration -------------------------------------------------------------------------------------------
+    def set_attention_dropout(self, p: float) -> None:
+        """Set the dropout probability of every mask-decoder attention layer."""
+        for m in self.sam.sam_mask_decoder.modules():
+            if isinstance(m, Attention):
+                m.dropout_p = p
+
+    def set_projection_dropout(self, p: float) -> None:
+        """Add (or update) dropout with probability `p` on every mask-decoder attention output (after out_proj)."""
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"proj_dropout must be in [0, 1), got {p}.")
+        for m in self.sam.sam_mask_decoder.modules():
+            if isinstance(m, Attention):
+                if not hasattr(m, "proj_dropout"):
+                    # A forward hook, not a wrapped out_proj, keeps state_dict keys and LoRA target names unchanged.
+                    m.proj_dropout = nn.Dropout(p)
+                    m.register_forward_hook(lambda mod, _args, out: mod.proj_dropout(out))
+                m.proj_dropout.p = p
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of prompt embeddings (256 for all SAM2 variants)."""
+        return self.sam.sam_prompt_encoder.embed_dim
+
+    # ---- encoder -------------------------------------------------------------------------------------------------
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1] -> (B, 3, S, S) normalised at the model size S."""
+        x = self.channel_adapter(image.float() if not torch.is_autocast_enabled() else image)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def encode(self, image: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """(B, C, H, W) -> {"image_embed": (B, 256, S/16, S/16), "high_res_feats": [(B, 32, S/4, S/4), (B, 64, S/8, S/8)]}."""
+        backbone_out = self.sam.forward_image(self.preprocess(image))
+        _, feats, _, sizes = self.sam._prepare_backbone_features(backbone_out)
+        if self.sam.directly_add_no_mem_embed:
+            # Single images have no memory: SAM2 adds its learned "no memory" embedding (as its image predictor does).
+            feats[-1] = feats[-1] + self.sam.no_mem_embed
+        maps = [f.permute(1, 2, 0).reshape(f.shape[1], f.shape[2], *s) for f, s in zip(feats, sizes)]
+        return {"image_embed": maps[-1], "high_res_feats": maps[:-1]}
+
+    # ---- decoder -------------------------------------------------------------------------------------------------
+    def embed_prompts(
+        self,
+        batch: int,
+        boxes: torch.Tensor | None = None,
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_prompt: torch.Tensor | None = None,
+        scale: tuple[float, float] = (1.0, 1.0),
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts in input pixels (boxes (B,4) xyxy, NaN = none; points (B,P,2) xy; labels (B,P); mask (B,1,H,W)) -> (sparse, dense)."""
+        coords, labels = [], []
+        sx, sy = scale
+        factor = None
+        if boxes is not None:
+            # A NaN box means "no box for this sample": SAM's not-a-point label (-1) keeps batches rectangular.
+            valid = ~torch.isnan(boxes.float()).any(-1, keepdim=True)
+            factor = torch.tensor([sx, sy], device=boxes.device, dtype=torch.float32)
+            coords.append(torch.nan_to_num(boxes.float()).reshape(-1, 2, 2) * factor)
+            corner = torch.tensor([[2, 3]], device=boxes.device).expand(boxes.shape[0], 2)
+            labels.append(torch.where(valid, corner, torch.full_like(corner, -1)))
+        if point_coords is not None:
+            if point_labels is None:
+                raise ValueError("point_coords given without point_labels (1 = positive, 0 = negative, -1 = padding).")
+            factor = torch.tensor([sx, sy], device=point_coords.device, dtype=torch.float32)
+            coords.append(point_coords.float() * factor)
+            labels.append(point_labels.to(point_coords.device).long())
+        points = (torch.cat(coords, 1), torch.cat(labels, 1).int()) if coords else None
+        masks = None
+        if mask_prompt is not None:
+            low = 4 * self.sam.sam_image_embedding_size  # SAM's mask input is 4x the embedding grid
+            masks = F.interpolate(mask_prompt.float(), size=(low, low), mode="bilinear", align_corners=False)
+        sparse, dense = self.sam.sam_prompt_encoder(points=points, boxes=None, masks=masks)
+        if sparse.shape[0] != batch:  # no sparse prompt at all: the encoder returns batch 1
+            sparse = sparse.expand(batch, -1, -1)
+            dense = dense.expand(batch, -1, -1, -1)
+        if self.prompt_tokens is not None:
+            sparse = torch.cat([sparse, self.prompt_tokens.unsqueeze(0).expand(batch, -1, -1).to(sparse.dtype)], 1)
+        return sparse, dense
+
+    def decode(
+        self,
+        features: dict,
+        boxes: torch.Tensor | None = None,
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_prompt: torch.Tensor | None = None,
+        scale: tuple[float, float] = (1.0, 1.0),
+        multimask_output: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features from `encode` + prompts -> (low-res logits (B, K, S/4, S/4), predicted IoU (B, K)); K = 1 or 3."""
+        embed = self.embed_dropout(features["image_embed"])
+        batch = embed.shape[0]
+        sparse, dense = self.embed_prompts(batch, boxes, point_coords, point_labels, mask_prompt, scale)
+        multi = self.multimask_output if multimask_output is None else multimask_output
+        low_res, iou, _, _ = self.sam.sam_mask_decoder(
+            image_embeddings=embed,
+            image_pe=self.sam.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse.to(embed.dtype),
+            dense_prompt_embeddings=dense.to(embed.dtype),
+            multimask_output=multi,
+            repeat_image=False,
+            high_res_features=features["high_res_feats"],
+        )
+        return low_res, iou
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        boxes: torch.Tensor | None = None,
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_prompt: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, C, H, W) image in [0, 1] + prompts in its pixel coordinates -> logits (B, K, H, W)."""
+        if image.ndim != 4:
+            raise ValueError(f"SAM2Segmenter expects (B, C, H, W) images, got shape {tuple(image.shape)}.")
+        if boxes is None and point_coords is None and mask_prompt is None and self.prompt_tokens is None:
+            raise ValueError("No prompt given and the network has no learned prompt token (set num_prompt_tokens).")
+        h, w = image.shape[-2:]
+        scale = (self.image_size / w, self.image_size / h)
+        low_res, _ = self.decode(self.encode(image), boxes, point_coords, point_labels, mask_prompt, scale)
+        return F.interpolate(low_res, size=(h, w), mode="bilinear", align_corners=False)
+
+    # ---- state -----------------------------------------------------------------------------------------------------
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102 - torch API
+        # A model.pt trained with bottleneck adapters carries them: rebuild them so inference needs no extra config.
+        dim = adapter_bottleneck_in(state_dict)
+        if dim and not hasattr(self.sam.image_encoder.trunk.blocks[0], "adapter"):
+            add_hiera_adapters(self.sam.image_encoder.trunk, dim)
+        if "prompt_tokens" in state_dict and self.prompt_tokens is None:
+            self.prompt_tokens = nn.Parameter(torch.zeros_like(state_dict["prompt_tokens"]))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def _is_sam2tune_checkpoint(path: str | None) -> bool:
+    """True when `path` is a state_dict saved from a SAM2Segmenter (keys start with 'sam.')."""
+    if not path:
+        return False
+    sd = read_state_dict(path)
+    return any(k.startswith("sam.") for k in sd)

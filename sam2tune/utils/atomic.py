@@ -1,0 +1,46 @@
+"""Atomic writes: a killed process never leaves a half-written checkpoint or report behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import torch
+
+
+def _atomic(path: str, write) -> str:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str) -> str:
+    """torch.save `obj` to `path` through a temporary file in the same folder; returns `path`."""
+    return _atomic(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_json(obj: Any, path: str) -> str:
+    """Write `obj` as indented JSON to `path` atomically; returns `path`."""
+    return _atomic(path, lambda f: f.write(json.dumps(obj, indent=2, default=_json_default).encode()))
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
