@@ -1,5 +1,6 @@
 """Building SAM2 variants and loading official checkpoints: exact loads, wrong variants, missing files."""
 
+import logging
 import time
 
 import pytest
@@ -61,16 +62,17 @@ def test_image_size_must_be_a_multiple_of_32(size):
         SAM2Segmenter("tiny", size)
 
 
-def test_official_checkpoint_loads_exactly(tiny, official_tiny):
-    torch.manual_seed(123)  # another random init, so a successful load is visible in the outputs
-    fresh = build_sam2_model("tiny", 64, warn_random_init=False)
-    report = load_sam2_checkpoint(fresh, official_tiny, variant="tiny")
-    assert report.exact and report.variant == "tiny" and report.path == official_tiny
-    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in tiny.sam.state_dict().items())
-    seg = SAM2Segmenter("tiny", 64, pretrained_checkpoint=official_tiny).eval()
+def test_official_checkpoint_loads_exactly(tiny, official_tiny, caplog):
+    torch.manual_seed(123)  # another random init, so a successful load is visible in the weights and outputs
+    with caplog.at_level(logging.INFO, logger="sam2tune.networks.build"):
+        seg = SAM2Segmenter("tiny", 64, pretrained_checkpoint=official_tiny).eval()
+    assert "all keys matched" in caplog.text and "RANDOMLY INITIALISED" not in caplog.text
+    assert all(torch.equal(v, seg.sam.state_dict()[k]) for k, v in tiny.sam.state_dict().items())
     image, boxes = torch.rand(1, 3, 64, 64), torch.tensor([[4.0, 4.0, 40.0, 50.0]])
     with torch.no_grad():
         assert torch.equal(seg(image, boxes=boxes), tiny(image, boxes=boxes))
+    report = load_sam2_checkpoint(seg.sam, official_tiny, variant="tiny")  # the report behind that log line
+    assert report.exact and report.variant == "tiny" and report.path == official_tiny
 
 
 def test_partial_checkpoint_reports_missing_and_unexpected_keys(tiny, tmp_path):

@@ -1,0 +1,85 @@
+"""One bundle's SAM2 network for the server: built from the bundle's inference.json, hot-reloaded after training."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import torch
+from monai.bundle import ConfigParser
+
+from sam2tune.bundles import bundle_root
+from sam2tune.monailabel.settings import AppSettings
+from sam2tune.networks import read_state_dict
+
+logger = logging.getLogger(__name__)
+
+
+class BundleModel:
+    """Lazily built SAM2Segmenter of bundle `name`; `network()` reloads <model_dir>/<name>/model.pt when it changes.
+
+    Args:
+        name: bundle name (a folder under bundles/).
+        settings: app settings (size overrides, model_dir, base checkpoint, device).
+        dropout: MC-dropout probability given to the bundle's `network_def` (0 for plain inference).
+    """
+
+    def __init__(self, name: str, settings: AppSettings, dropout: float = 0.0) -> None:
+        self.name, self.settings, self.dropout = name, settings, dropout
+        self.root = bundle_root(name)
+        self.ckpt_dir = os.path.join(settings.model_dir, name)
+        self.model_path = os.path.join(self.ckpt_dir, "model.pt")
+        self.config_file = os.path.join(self.root, "configs", "inference.json")
+        self.parser = ConfigParser()
+        self.parser.read_config(self.config_file)
+        self.parser.update({"ckpt_dir": self.ckpt_dir, **settings.network_overrides()})
+        net_cfg = self.parser.get("network_def", {})
+        self.in_channels = int(net_cfg.get("in_channels", 3))
+        self.num_prompt_tokens = int(net_cfg.get("num_prompt_tokens", 0) or 0)
+        self.hu_window = self.parser.get("hu_window")
+        self.device = torch.device(settings.torch_device())
+        self._lock = threading.RLock()
+        self._net: torch.nn.Module | None = None
+        self._loaded_mtime: float | None = None
+
+    @property
+    def has_learned_prompt(self) -> bool:
+        """True when the network carries learned prompt tokens (it can segment without clicks)."""
+        return self.num_prompt_tokens > 0
+
+    def weights_version(self) -> float | None:
+        """Modification time of the fine-tuned model.pt (None while only the base weights exist)."""
+        try:
+            return os.path.getmtime(self.model_path)
+        except OSError:
+            return None
+
+    def _build(self) -> torch.nn.Module:
+        version = self.weights_version()
+        ckpt = self.model_path if version is not None else (self.settings.pretrained_checkpoint or None)
+        self.parser["network_def#pretrained_checkpoint"] = ckpt
+        self.parser["network_def#dropout"] = self.dropout
+        net = self.parser.get_parsed_content("network_def", instantiate=True, lazy=False)
+        self._loaded_mtime = version
+        logger.info("Built %s network (weights: %s)", self.name, ckpt or "random init")
+        return net.to(self.device).eval()
+
+    def network(self) -> torch.nn.Module:
+        """The eval-mode network, rebuilt or reloaded if model.pt changed since it was loaded (thread-safe)."""
+        with self._lock:
+            version = self.weights_version()
+            if self._net is None:
+                self._net = self._build()
+            elif version is not None and version != self._loaded_mtime:
+                # model.pt is written atomically by ModelExport, so a changed mtime means a complete new file.
+                state = read_state_dict(self.model_path)
+                result = self._net.load_state_dict(state, strict=False)
+                self._loaded_mtime = version
+                logger.info("Hot-reloaded %s from %s (missing keys: %d)", self.name, self.model_path, len(result.missing_keys))
+            return self._net
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Lock serialising forward passes (one network instance is shared by request threads)."""
+        return self._lock

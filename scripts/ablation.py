@@ -1,0 +1,175 @@
+#!/usr/bin/env python
+"""Train and evaluate a bundle's ablation settings on one split and seed; write the table and figures of those runs.
+
+python scripts/ablation.py lung_nodule [--dataset_dir DIR] [--out DIR] [--full] [--max_epochs N] [--mc_samples N]
+                                       [--device cpu|cuda] [--cases N] [--seed S]
+
+lung_nodule (bundle lung_nodule_ct_sam2) settings, each trained from scratch on the same split and seed:
+  bce                    BCE only
+  +dice                  BCE + Dice
+  +consistency           BCE + Dice + inter-slice consistency
+  +mc_dropout            as +consistency, trained with attention / projection dropout, evaluated with N MC passes
+
+Default = tiny CPU setting (32 px crops, 2 epochs, LoRA): checks the pipeline, not the method. --full = the study
+setting (96 px crops at 256 px, full fine-tuning, 5 warm-up epochs then cosine, 20 MC passes). Without --dataset_dir,
+phantoms are written first. Outputs in --out: ablation.csv, ablation.json, ablation.png and per setting
+<setting>/{training_history.json, training_curves.png, lr_schedule.png, parameters.png, eval/...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
+
+logger = logging.getLogger("ablation")
+
+BUNDLES = {"lung_nodule": "lung_nodule_ct_sam2"}
+METRICS = ["mean_dice", "mean_iou", "ece", "uncertainty_auroc"]
+_NO_DROPOUT = {"attn_dropout": 0.0, "proj_dropout": 0.0, "dropout": 0.0}
+SETTINGS = {
+    "bce": {"loss_weights": {"bce": 1.0, "dice": 0.0, "consistency": 0.0}, **_NO_DROPOUT, "mc": False},
+    "+dice": {"loss_weights": {"bce": 1.0, "dice": 1.0, "consistency": 0.0}, **_NO_DROPOUT, "mc": False},
+    "+consistency": {"loss_weights": {"bce": 1.0, "dice": 1.0, "consistency": 0.1}, **_NO_DROPOUT, "mc": False},
+    "+mc_dropout": {"loss_weights": {"bce": 1.0, "dice": 1.0, "consistency": 0.1}, "attn_dropout": 0.1,
+                    "proj_dropout": 0.1, "dropout": 0.0, "mc": True},
+}
+TINY = {"sam2_variant": "tiny", "image_size": 32, "crop_size": [32, 32], "adjacent_slices": 1, "max_epochs": 2,
+        "warmup_epochs": 1, "batch_size": 2, "num_workers": 0, "amp": False, "finetune": "lora", "cache_rate": 1.0,
+        "val_interval": 1}
+FULL = {"sam2_variant": "tiny", "image_size": 256, "crop_size": [96, 96], "adjacent_slices": 1, "max_epochs": 60,
+        "warmup_epochs": 5, "batch_size": 4, "num_workers": 4, "finetune": "full", "cache_rate": 1.0}
+MC_SAMPLES = {"tiny": 4, "full": 20}
+PHANTOMS = {"tiny": {"cases": 6, "size": 48, "slices": 16}, "full": {"cases": 40, "size": 128, "slices": 48}}
+
+
+def _workflow(bundle: str, files: list[str], **override):
+    """Build, run and finalise a bundle ConfigWorkflow in this process -> the workflow (its parser holds the objects)."""
+    from monai.bundle import ConfigWorkflow
+
+    configs = _REPO_ROOT / "bundles" / bundle / "configs"
+    wf = ConfigWorkflow(config_file=[str(configs / f"{f}.json") for f in files], meta_file=str(configs / "metadata.json"),
+                        logging_file=False, run_id="run", workflow_type=None, **override)
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    return wf
+
+
+def unfreeze_epoch(history: list[dict]) -> int | None:
+    """First epoch whose record says encoder_trainable after an epoch that said it was frozen (None if never)."""
+    for prev, rec in zip(history, history[1:]):
+        if not prev.get("encoder_trainable", True) and rec.get("encoder_trainable"):
+            return int(rec["epoch"])
+    return None
+
+
+def run_setting(bundle: str, name: str, setting: dict, base: dict, out: Path, mc_samples: int) -> dict:
+    """Train + evaluate one setting into out/<name>/ -> its row of the table (numbers read from its summary.json)."""
+    from sam2tune.finetune import count_parameters
+    from sam2tune.plots.ablation import plot_lr_schedule, plot_parameter_counts
+    from sam2tune.plots.curves import plot_training_history
+
+    run_dir = out / name.strip("+")
+    shutil.rmtree(run_dir, ignore_errors=True)  # every setting trains from scratch
+    override = {**base, **{k: v for k, v in setting.items() if k != "mc"}, "output_dir": str(run_dir),
+                "ckpt_dir": str(run_dir / "models"), "resume": False}
+    t0 = time.perf_counter()
+    logger.info("=== %s: training", name)
+    wf = _workflow(bundle, ["train"], **override)
+    counts = count_parameters(wf.parser.get_parsed_content("network"))
+    train_s = time.perf_counter() - t0
+    logger.info("=== %s: evaluating", name)
+    _workflow(bundle, ["train", "evaluate"], **override, mc_samples=mc_samples if setting["mc"] else 1)
+    summary = json.loads((run_dir / "eval" / "summary.json").read_text())
+    history_path = run_dir / "training_history.json"
+    history = json.loads(history_path.read_text())
+    epoch = unfreeze_epoch(history)
+    markers = {"encoder unfrozen": epoch} if epoch else {}
+    plot_training_history(str(history_path), str(run_dir / "training_curves.png"), markers=markers)
+    plot_lr_schedule(str(history_path), str(run_dir / "lr_schedule.png"), markers=markers)
+    plot_parameter_counts(counts, str(run_dir / "parameters.png"), title=f"{name}: parameters after training")
+    return {"setting": name, **{m: summary.get(m) for m in METRICS}, "n_nodules": summary["n"],
+            "empty_predictions": summary["empty_predictions"], "mc_samples": summary.get("mc_samples"),
+            "epochs": len(history), "encoder_unfrozen_epoch": epoch, "trainable_parameters": counts["total"][0],
+            "total_parameters": counts["total"][1], "train_seconds": round(train_s, 1),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("task", choices=list(BUNDLES), help="which bundle's ablation to run")
+    p.add_argument("--dataset_dir", default=None, help="dataset in the bundle's layout (default: write phantoms into --out)")
+    p.add_argument("--out", default="ablation_out", help="output folder (default: ./ablation_out)")
+    p.add_argument("--full", action="store_true", help="the study setting instead of the tiny CPU check")
+    p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated subset of {','.join(SETTINGS)}")
+    p.add_argument("--max_epochs", type=int, default=None, help="override the setting's epochs")
+    p.add_argument("--mc_samples", type=int, default=None, help="MC-dropout passes of the +mc_dropout setting")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--cases", type=int, default=None, help="phantom cases when no --dataset_dir")
+    p.add_argument("--seed", type=int, default=0, help="training seed and split seed, the same for every setting")
+    p.add_argument("--pretrained_checkpoint", default=None, help="official SAM2.1 checkpoint (default: random init)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ablation; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    mode = "full" if args.full else "tiny"
+    names = [s.strip() for s in args.settings.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SETTINGS]
+    if unknown:
+        print(f"error: unknown settings {unknown}; choose among {', '.join(SETTINGS)}", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    dataset_dir = args.dataset_dir
+    if dataset_dir is None:
+        from sam2tune.data.phantoms import write_phantoms
+
+        kw = dict(PHANTOMS[mode])
+        kw["cases"] = args.cases or kw["cases"]
+        dataset_dir = write_phantoms(args.task, str(out / "phantoms"), seed=args.seed, **kw)["root"]
+    base = dict(FULL if args.full else TINY)
+    base.update({"dataset_dir": str(dataset_dir), "seed": args.seed, "split_seed": args.seed,
+                 "pretrained_checkpoint": args.pretrained_checkpoint})
+    if args.max_epochs is not None:
+        base["max_epochs"] = args.max_epochs
+    if args.device:
+        base["device"] = f"$torch.device('{args.device}')"
+    mc_samples = args.mc_samples or MC_SAMPLES[mode]
+    rows = [run_setting(BUNDLES[args.task], n, SETTINGS[n], base, out, mc_samples) for n in names]
+
+    from sam2tune.plots.ablation import plot_ablation_bars
+    from sam2tune.utils.atomic import atomic_write_json
+
+    with open(out / "ablation.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    plot_ablation_bars(rows, METRICS, str(out / "ablation.png"))
+    atomic_write_json({"task": args.task, "bundle": BUNDLES[args.task], "mode": mode, "dataset_dir": str(dataset_dir),
+                       "overrides": base, "mc_samples": mc_samples, "settings": {n: SETTINGS[n] for n in names},
+                       "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+                       "rows": rows}, str(out / "ablation.json"))
+    print(f"\nAblation ({mode}, {args.task}) -> {out}")
+    print(f"{'setting':<16}" + "".join(f"{m:>20}" for m in METRICS))
+    for r in rows:
+        print(f"{r['setting']:<16}" + "".join(f"{r[m]:>20.4f}" if r[m] is not None else f"{'n/a':>20}" for m in METRICS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
