@@ -22,7 +22,6 @@ import argparse
 import csv
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -68,7 +67,7 @@ def _workflow(bundle: str, files: list[str], **override):
 
 def unfreeze_epoch(history: list[dict]) -> int | None:
     """First epoch whose record says encoder_trainable after an epoch that said it was frozen (None if never)."""
-    for prev, rec in zip(history, history[1:]):
+    for prev, rec in zip(history, history[1:], strict=False):
         if not prev.get("encoder_trainable", True) and rec.get("encoder_trainable"):
             return int(rec["epoch"])
     return None

@@ -38,7 +38,9 @@ class AdapterBank:
 
     def __init__(self, base: SAM2Segmenter) -> None:
         if getattr(base, "finetune_config", None) is not None:
-            raise ValueError("AdapterBank needs a plain base SAM2Segmenter, not one already prepared by apply_finetune.")
+            raise ValueError(
+                "AdapterBank needs a plain base SAM2Segmenter, not one already prepared by apply_finetune."
+            )
         self.base = base.eval()
         self.base.requires_grad_(False)
         self._entries: dict[str, _Entry] = {}
@@ -62,26 +64,35 @@ class AdapterBank:
         meta, tensors = read_adapter(directory, device=next(self.base.parameters()).device)
         config = check_adapter_fits(self.base, meta, directory)
         lora = {k: v for k, v in tensors.items() if ".lora_" in k}
-        if config.strategy == "lora":
+        rest = {k: v for k, v in tensors.items() if k not in lora}
+        if lora and config.strategy != "lora":
+            raise ValueError(f"Adapter {directory} is finetune '{config.strategy}' but holds LoRA weights.")
+        dim = adapter_bottleneck_in(rest)
+        have = adapter_bottleneck_in(self.base.state_dict())
+        if dim and have and dim != have:
+            raise ValueError(f"Adapter {directory} has bottleneck width {dim}, other adapters in the bank use {have}.")
+        # Check every swappable weight before touching the base, so a bad directory leaves the bank as it was.
+        own = dict(self.base.named_parameters())
+        for key, value in rest.items():
+            if key == "prompt_tokens" or ".base_layer." in key or (dim and ".adapter." in key and not have):
+                continue  # swapped whole (tokens), or created below (LoRA-wrapped biases, adapters): checked then
+            if key not in own or own[key].shape != value.shape:
+                found = tuple(own[key].shape) if key in own else "no such parameter"
+                raise ValueError(f"Adapter {directory}: {key} {tuple(value.shape)} does not fit the base ({found}).")
+
+        if dim and not have:
+            # Fresh adapters start as the identity (zero up-projection): entries without adapters run unchanged.
+            add_hiera_adapters(self.base.sam.image_encoder.trunk, dim)
+        if lora:
             inject_lora(self.base, config, adapter_name=name)
             unexpected = load_lora_state_dict(self.base, lora, adapter_name=name)
             if unexpected:
                 raise ValueError(f"Adapter {directory} holds LoRA keys the base lacks: {unexpected[:5]}.")
-        elif lora:
-            raise ValueError(f"Adapter {directory} is finetune '{config.strategy}' but holds LoRA weights.")
-        entry = _Entry(config, directory)
-        dim = adapter_bottleneck_in(tensors)
-        if dim:
-            self._ensure_adapters(dim, directory)
         own = dict(self.base.named_parameters())
-        for key, value in tensors.items():
-            if key in lora:
-                continue
-            if key != "prompt_tokens":
-                if key not in own:
-                    raise ValueError(f"Adapter {directory} holds {key!r}, which the base network lacks.")
-                if own[key].shape != value.shape:
-                    raise ValueError(f"Adapter {directory}: {key} has shape {tuple(value.shape)}, base has {tuple(own[key].shape)}.")
+        entry = _Entry(config, directory)
+        for key, value in rest.items():
+            if key != "prompt_tokens" and (key not in own or own[key].shape != value.shape):
+                raise ValueError(f"Adapter {directory}: {key} {tuple(value.shape)} does not fit the base.")
             self._defaults.setdefault(key, own.get(key))
             entry.params[key] = nn.Parameter(value, requires_grad=False)
         self._entries[name] = entry
@@ -133,14 +144,6 @@ class AdapterBank:
         return self.base(image, **prompts)
 
     # ---- helpers -----------------------------------------------------------------------------------------------------
-    def _ensure_adapters(self, dim: int, directory: str) -> None:
-        have = adapter_bottleneck_in(self.base.state_dict())
-        if have and have != dim:
-            raise ValueError(f"Adapter {directory} has bottleneck width {dim}, other adapters in the bank use {have}.")
-        # Fresh adapters start as the identity (zero up-projection): entries without adapters run unchanged.
-        add_hiera_adapters(self.base.sam.image_encoder.trunk, dim)
-        self.base.requires_grad_(False)
-
     def _set_param(self, key: str, param: nn.Parameter | None) -> None:
         owner, _, leaf = key.rpartition(".")
         module = self.base.get_submodule(owner) if owner else self.base

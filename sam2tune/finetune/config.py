@@ -23,7 +23,8 @@ DEFAULT_LORA_TARGETS = (
 # The channel adapter (N-channel 1x1 conv) is new, so it trains everywhere; prompt tokens train wherever present.
 STRATEGY_DEFAULTS: dict[str, dict[str, bool]] = {
     "full": dict.fromkeys(COMPONENTS, True),
-    "decoder_only": dict.fromkeys(COMPONENTS, False) | {"mask_decoder": True, "prompt_tokens": True, "channel_adapter": True},
+    "decoder_only": dict.fromkeys(COMPONENTS, False)
+    | {"mask_decoder": True, "prompt_tokens": True, "channel_adapter": True},
     "lora": dict.fromkeys(COMPONENTS, False) | {"lora": True, "prompt_tokens": True, "channel_adapter": True},
     "adapter": dict.fromkeys(COMPONENTS, False) | {"adapter": True, "prompt_tokens": True, "channel_adapter": True},
     "prompt": dict.fromkeys(COMPONENTS, False) | {"prompt_tokens": True, "channel_adapter": True},
@@ -50,7 +51,9 @@ class FinetuneConfig:
     )
     train_mask_decoder: bool | None = field(
         default=None,
-        metadata={"help": "Train the mask decoder (with lora: its non-LoRA weights too). None = the strategy's default."},
+        metadata={
+            "help": "Train the mask decoder (with lora: its non-LoRA weights too). None = the strategy's default."
+        },
     )
     train_memory: bool | None = field(
         default=None,
@@ -88,7 +91,9 @@ class FinetuneConfig:
             raise _unknown_strategy(self.strategy)
         for name in ("train_image_encoder", "train_prompt_encoder", "train_mask_decoder", "train_memory"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true, false or null (the strategy's default), got {getattr(self, name)!r}.")
+                raise ValueError(
+                    f"{name} must be true, false or null (the strategy's default), got {getattr(self, name)!r}."
+                )
         _check_int("lora_r", self.lora_r, 1)
         _check_number("lora_alpha", self.lora_alpha, low=0.0, low_inclusive=False)
         _check_number("lora_dropout", self.lora_dropout, low=0.0, high=1.0)
@@ -136,7 +141,9 @@ def as_config(config: FinetuneConfig | dict[str, Any] | str | None) -> FinetuneC
         return FinetuneConfig(strategy=config)
     if isinstance(config, dict):
         return FinetuneConfig.from_dict(config)
-    raise TypeError(f"finetune config must be a FinetuneConfig, a dict or a strategy name, got {type(config).__name__}.")
+    raise TypeError(
+        f"finetune config must be a FinetuneConfig, a dict or a strategy name, got {type(config).__name__}."
+    )
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -144,9 +151,7 @@ def _check_int(name: str, value: Any, low: int) -> None:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
 
 
-def _check_number(
-    name: str, value: Any, low: float, high: float | None = None, low_inclusive: bool = True
-) -> None:
+def _check_number(name: str, value: Any, low: float, high: float | None = None, low_inclusive: bool = True) -> None:
     ok = not isinstance(value, bool) and isinstance(value, int | float)
     ok = ok and (value >= low if low_inclusive else value > low) and (high is None or value < high)
     if not ok:

@@ -9,7 +9,7 @@ import tempfile
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_safetensors
+from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
@@ -86,27 +86,35 @@ def save_adapter(network: SAM2Segmenter, directory: str) -> str:
     # Weights first, config last: a directory with a config always has the weights that config describes.
     _atomic_write_bytes(os.path.join(directory, WEIGHTS_NAME), save_safetensors(tensors, metadata={"format": "pt"}))
     atomic_write_json(meta, os.path.join(directory, CONFIG_NAME))
-    logger.info("Saved %s adapter (%d tensors, %d parameters) to %s", config.strategy, len(tensors), meta["num_parameters"], directory)
+    logger.info(
+        "Saved %s adapter (%d tensors, %d parameters) to %s",
+        config.strategy,
+        len(tensors),
+        meta["num_parameters"],
+        directory,
+    )
     return directory
 
 
 def read_adapter(directory: str, device: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read (adapter_config.json as a dict, weights) from a save_adapter directory, with errors naming the folder."""
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"Adapter directory not found: {directory} (written by save_adapter / training with finetune lora|adapter|prompt).")
+        raise FileNotFoundError(
+            f"Adapter directory not found: {directory} (written by save_adapter / training with finetune lora|adapter|prompt)."
+        )
     paths = {name: os.path.join(directory, name) for name in (CONFIG_NAME, WEIGHTS_NAME)}
     absent = [name for name, path in paths.items() if not os.path.isfile(path)]
     if absent:
-        raise FileNotFoundError(f"Adapter directory {directory} lacks {', '.join(absent)} (it should hold {CONFIG_NAME} and {WEIGHTS_NAME}).")
+        raise FileNotFoundError(
+            f"Adapter directory {directory} lacks {', '.join(absent)} (it should hold {CONFIG_NAME} and {WEIGHTS_NAME})."
+        )
     with open(paths[CONFIG_NAME]) as f:
         meta = json.load(f)
     for key in ("variant", "finetune", "in_channels"):
         if key not in meta:
             raise ValueError(f"{paths[CONFIG_NAME]} lacks the key {key!r}: not a sam2tune adapter config.")
-    with open(paths[WEIGHTS_NAME], "rb") as f:
-        # safetensors holds raw tensors only: nothing executes on load (the safe analogue of weights_only=True).
-        tensors = load_safetensors(f.read())
-    return meta, {k: v.to(device) for k, v in tensors.items()}
+    # safetensors holds raw tensors only: nothing executes on load (the safe analogue of weights_only=True).
+    return meta, load_file(paths[WEIGHTS_NAME], device=str(device))
 
 
 def check_adapter_fits(network: SAM2Segmenter, meta: dict[str, Any], directory: str) -> FinetuneConfig:
@@ -118,9 +126,16 @@ def check_adapter_fits(network: SAM2Segmenter, meta: dict[str, Any], directory: 
         )
     in_channels = network.channel_adapter.in_channels
     if meta["in_channels"] != in_channels:
-        raise ValueError(f"Adapter {directory} expects in_channels={meta['in_channels']} but the network has {in_channels}.")
+        raise ValueError(
+            f"Adapter {directory} expects in_channels={meta['in_channels']} but the network has {in_channels}."
+        )
     if meta.get("image_size") not in (None, network.image_size):
-        logger.warning("Adapter %s was trained at image_size=%s; the network runs at %s.", directory, meta["image_size"], network.image_size)
+        logger.warning(
+            "Adapter %s was trained at image_size=%s; the network runs at %s.",
+            directory,
+            meta["image_size"],
+            network.image_size,
+        )
     return FinetuneConfig.from_dict(meta["finetune"])
 
 
@@ -132,7 +147,9 @@ def load_adapter(network: SAM2Segmenter, directory: str) -> SAM2Segmenter:
     if current is None:
         apply_finetune(network, config)
     elif current != config:
-        raise ValueError(f"Adapter {directory} is finetune '{config.strategy}' ({config}) but the network is prepared for {current}.")
+        raise ValueError(
+            f"Adapter {directory} is finetune '{config.strategy}' ({config}) but the network is prepared for {current}."
+        )
     load_adapter_state_dict(network, tensors, source=directory)
     logger.info("Loaded %s adapter from %s", config.strategy, directory)
     return network
@@ -157,7 +174,9 @@ def save_merged(network: nn.Module, path: str) -> str:
 def _config_of(network: nn.Module) -> FinetuneConfig:
     config = getattr(network, "finetune_config", None)
     if config is None:
-        raise ValueError("The network has no finetune_config: call sam2tune.finetune.apply_finetune(network, config) first.")
+        raise ValueError(
+            "The network has no finetune_config: call sam2tune.finetune.apply_finetune(network, config) first."
+        )
     return config
 
 

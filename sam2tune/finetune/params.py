@@ -41,15 +41,19 @@ def format_parameter_table(counts: dict[str, tuple[int, int]] | nn.Module) -> st
 
 
 def param_groups(
-    network: nn.Module, lr: float, encoder_lr_mult: float = 1.0, weight_decay: float = 0.0
+    network: nn.Module, lr: float, encoder_lr_mult: float | None = None, weight_decay: float = 0.0
 ) -> list[dict[str, Any]]:
     """Trainable parameters split for an optimizer: [{"name": "image_encoder", lr * mult}, {"name": "decoder", lr}].
 
     Only the pretrained image-encoder weights get the multiplier; new parameters (LoRA, adapters, prompt tokens,
     channel adapter) and the other components use `lr`, so a small multiplier slows the big pretrained encoder
     without starving the parameters that start from scratch. Empty groups are left out; the main group comes last
-    (the history handler logs its LR as "lr"). Each group also records its `lr_mult`.
+    (the history handler logs its LR as "lr"). Each group also records its `lr_mult`. `encoder_lr_mult=None`
+    takes it from `network.finetune_config` (1.0 without one).
     """
+    if encoder_lr_mult is None:  # default: the network's FinetuneConfig, else no multiplier
+        config = getattr(network, "finetune_config", None)
+        encoder_lr_mult = config.encoder_lr_mult if config is not None else 1.0
     encoder, main = [], []
     for name, param in network.named_parameters():
         if param.requires_grad:
@@ -57,7 +61,13 @@ def param_groups(
     if not encoder and not main:
         raise ValueError("The network has no trainable parameters: check the finetune strategy and train_* flags.")
     groups = [
-        {"name": ENCODER_GROUP, "params": encoder, "lr": lr * encoder_lr_mult, "weight_decay": weight_decay, "lr_mult": encoder_lr_mult},
+        {
+            "name": ENCODER_GROUP,
+            "params": encoder,
+            "lr": lr * encoder_lr_mult,
+            "weight_decay": weight_decay,
+            "lr_mult": encoder_lr_mult,
+        },
         {"name": MAIN_GROUP, "params": main, "lr": lr, "weight_decay": weight_decay, "lr_mult": 1.0},
     ]
     return [g for g in groups if g["params"]]

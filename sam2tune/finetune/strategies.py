@@ -12,7 +12,7 @@ from sam2tune.finetune.config import FinetuneConfig, as_config
 from sam2tune.finetune.freeze import apply_freezing
 from sam2tune.finetune.lora import inject_lora
 from sam2tune.finetune.params import count_parameters, format_parameter_table
-from sam2tune.networks.adapters import add_hiera_adapters, adapter_bottleneck_in
+from sam2tune.networks.adapters import adapter_bottleneck_in, add_hiera_adapters
 from sam2tune.networks.segmenter import SAM2Segmenter
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,13 @@ def apply_finetune(network: SAM2Segmenter, config: FinetuneConfig | dict[str, An
             _ensure_adapters(network, config.adapter_dim)
         elif config.strategy == "prompt":
             _ensure_prompt_tokens(network, config.num_prompt_tokens)
+    if config.activation_checkpointing:
+        logger.warning("activation_checkpointing=True is accepted but not applied yet: activations are kept.")
     apply_freezing(network, config)
     network.finetune_config = config
-    logger.info("finetune '%s': trainable parameters\n%s", config.strategy, format_parameter_table(count_parameters(network)))
+    logger.info(
+        "finetune '%s': trainable parameters\n%s", config.strategy, format_parameter_table(count_parameters(network))
+    )
     return network
 
 

@@ -72,7 +72,7 @@ class TrainingCSVLog:
     def _train_row(self, engine: Engine) -> None:
         if not is_rank0():
             return
-        loss = from_engine(["loss"], first=True)(engine.state.output)[0]
+        loss = from_engine(["loss"], first=True)(engine.state.output)
         lr = max(group["lr"] for group in self.optimizer.param_groups)
         self._append(self.train_path, [engine.state.iteration, engine.state.epoch, f"{float(loss):.6f}",
                                        f"{batch_iou(engine.state.output):.6f}", f"{lr:.6g}"])

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 
+import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
@@ -105,6 +106,8 @@ class StepOutputs:
             "seconds": time.perf_counter() - self._t0,
             "files": {k: os.path.basename(v) for k, v in self.paths.items() if v},
             "parameters": self._parameters(),
+            # peak accelerator memory of this process (None on CPU, where the benchmark measures RSS instead)
+            "peak_cuda_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
             **self.extra,
         }
         atomic_write_json(summary, os.path.join(self.output_dir, "training_summary.json"))

@@ -41,7 +41,6 @@ def expected_calibration_error(
     correct = (pred == y).astype(np.float64)
     # Bins (lo, hi]: bin index = number of inner edges strictly below the confidence.
     bins = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], conf, side="left")
-    count = np.bincount(bins, minlength=n_bins)
     acc = np.bincount(bins, weights=correct, minlength=n_bins)
     conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
     return float(np.abs(acc - conf_sum).sum() / p.size)  # sum_b n_b/N |acc_b/n_b - conf_b/n_b|

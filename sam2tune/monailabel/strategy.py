@@ -57,18 +57,19 @@ class EpistemicStrategy(Strategy):
 
     def __call__(self, request: dict, datastore: Datastore) -> dict | None:
         """Request (`model`, `label_tag`, `labels`) -> {"id", "score", "scores"} of the most uncertain unlabeled image."""
-        name = request.get("model") or next(iter(self.models))
-        if name not in self.models:
-            raise bad_request(f"Unknown model {name!r} for epistemic scoring; served: {sorted(self.models)}.")
-        model = self.models[name]
+        requested = request.get("model")
+        if requested is not None and requested not in self.models:
+            raise bad_request(f"Unknown model {requested!r} for epistemic scoring; served: {sorted(self.models)}.")
         images = datastore.get_unlabeled_images(request.get("label_tag"), request.get("labels"))
-        want_photo = model.parser.get("network_def", {}).get("in_channels", 3) == 3 and "LoadJPEGd" in str(model.parser.get("preprocessing"))
         scores: dict[str, float] = {}
-        for image_id in images[: self.max_images]:
-            path = datastore.get_image_uri(image_id)
-            if is_photo(path) != want_photo:
-                continue  # this bundle cannot read that kind of image
-            scores[image_id] = self.score(model, path)
+        # Without a `model`, the first bundle that can read some unlabeled image scores them.
+        for name in [requested] if requested else list(self.models):
+            model = self.models[name]
+            want_photo = "LoadJPEGd" in str(model.parser.get("preprocessing"))
+            paths = {i: datastore.get_image_uri(i) for i in images[: self.max_images]}
+            scores = {i: self.score(model, p) for i, p in paths.items() if is_photo(p) == want_photo}
+            if scores:
+                break
         if not scores:
             return None
         best = max(scores, key=scores.get)

@@ -20,7 +20,7 @@ def plot_ablation_bars(rows: list[dict], metrics: list[str], out_png: str, label
     for i, row in enumerate(rows):
         values = [float(row.get(m, math.nan)) for m in metrics]
         bars = ax.bar(x + i * width - 0.4 + width / 2, np.nan_to_num(values), width, label=row[label_key])
-        for bar, v in zip(bars, values):
+        for bar, v in zip(bars, values, strict=True):
             ax.annotate("n/a" if math.isnan(v) else f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, metrics)

@@ -76,7 +76,7 @@ def crop_with_padding(volume: torch.Tensor, start: Sequence[int], size: Sequence
     """(C, X, Y, Z) volume -> (C, *size) block starting at voxel `start` (may lie outside: padded with `pad_value`)."""
     out = torch.full((volume.shape[0], *size), pad_value, dtype=volume.dtype)
     src, dst = [], []
-    for s, n, dim in zip(start, size, volume.shape[1:]):
+    for s, n, dim in zip(start, size, volume.shape[1:], strict=True):
         lo, hi = max(s, 0), min(s + n, dim)
         if hi <= lo:
             return out  # the block lies entirely outside the volume

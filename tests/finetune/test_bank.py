@@ -8,8 +8,29 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
-from sam2tune.finetune import CONFIG_NAME, AdapterBank, FinetuneConfig, apply_finetune, save_adapter
+from sam2tune.finetune import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    AdapterBank,
+    FinetuneConfig,
+    apply_finetune,
+    lora_layers,
+    save_adapter,
+)
+
+DECODER_ONLY_TARGETS = r"sam\.sam_mask_decoder\.transformer\..*(q_proj|k_proj|v_proj|out_proj)"
+
+
+def lora_parameters(base, name: str) -> int:
+    return sum(
+        p.numel()
+        for layer in lora_layers(base).values()
+        for d in (layer.lora_A, layer.lora_B)
+        if name in d
+        for p in d[name].parameters()
+    )
 
 
 def train_steps(net, batch, target_value: float, steps: int = 2):
@@ -31,7 +52,9 @@ def adapters(tiny_base, batch, perturb, tmp_path_factory):
     out = {}
     torch.manual_seed(0)
     specs = {
-        "a": (FinetuneConfig(strategy="lora"), 1.0),
+        # "a" adapts the decoder only (cheap to train); "b" the default encoder + decoder layers at another rank:
+        # the bank must also switch between adapters that wrap different layer sets.
+        "a": (FinetuneConfig(strategy="lora", lora_target_modules=DECODER_ONLY_TARGETS), 1.0),
         "b": (FinetuneConfig(strategy="lora", lora_r=4), 0.0),
     }
     for name, (config, target) in specs.items():
@@ -92,8 +115,9 @@ def test_memory_bytes_per_adapter(bank_and_snapshot):
     bank, _ = bank_and_snapshot
     sizes = bank.memory_bytes()
     assert set(sizes) == {"a", "b", "c"}
-    assert sizes["a"] == 314_624 * 4  # tiny, r=8: 314,624 float32 LoRA parameters
-    assert sizes["b"] == 314_624 * 4 // 2
+    assert sizes["b"] == 314_624 * 4 // 2  # default targets at r=4: half of tiny's 314,624 r=8 LoRA parameters
+    # "a": decoder attention only, r=8: 28 layers, 256 -> 256 (self-attention) or 256 <-> 128 (cross-attention).
+    assert sizes["a"] == 4 * lora_parameters(bank.base, "a") == 4 * 8 * (8 * 512 + 20 * 384)
     dims = [blk.dim_out for blk in bank.base.sam.image_encoder.trunk.blocks]
     assert sizes["c"] == 4 * (sum(2 * d * 8 + 8 + d for d in dims) + 2 * 256)
 
@@ -115,6 +139,18 @@ def test_bank_errors(bank_and_snapshot, adapters, tiny_base, tmp_path):
     assert bank.names == ["a", "b", "c"]
     with pytest.raises(FileNotFoundError, match="missing_dir"):
         bank.add("m", os.path.join(str(tmp_path), "missing_dir"))
+    # A damaged adapter folder is refused before the base is touched: the bank stays as it was.
+    damaged = shutil.copytree(adapters["c"][0], tmp_path / "damaged")
+    weights = load_file(damaged / WEIGHTS_NAME)
+    key = next(k for k in weights if k.endswith("blocks.0.adapter.down.weight"))
+    save_file(weights | {key: torch.zeros(16, weights[key].shape[1])}, damaged / WEIGHTS_NAME)
+    with pytest.raises(ValueError, match="bottleneck width 16"):
+        bank.add("d", str(damaged))
+    key = next(k for k in weights if k.endswith("blocks.1.adapter.up.weight"))
+    save_file(weights | {key: weights[key].T.contiguous()}, damaged / WEIGHTS_NAME)
+    with pytest.raises(ValueError, match="does not fit the base"):
+        bank.add("d", str(damaged))
+    assert bank.names == ["a", "b", "c"]
     prepared = copy.deepcopy(tiny_base)
     prepared.finetune_config = FinetuneConfig(strategy="prompt")
     with pytest.raises(ValueError, match="plain base"):

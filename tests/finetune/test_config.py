@@ -98,7 +98,9 @@ def test_strategy_defaults(strategy, trained):
 
 
 def test_flags_override_defaults():
-    table = FinetuneConfig(strategy="decoder_only", train_prompt_encoder=True, train_mask_decoder=False).trainable_components()
+    table = FinetuneConfig(
+        strategy="decoder_only", train_prompt_encoder=True, train_mask_decoder=False
+    ).trainable_components()
     assert table["prompt_encoder"] and not table["mask_decoder"]
     assert FinetuneConfig(strategy="full", train_image_encoder=False).trainable_components()["image_encoder"] is False
     assert FinetuneConfig(strategy="lora", train_memory=True).trainable_components()["memory"] is True

@@ -72,4 +72,7 @@ def test_apply_freezing_sets_requires_grad(base):
     assert {component_of(n) for n in trainable} == {"mask_decoder", "prompt_encoder", "channel_adapter"}
     assert all(p.requires_grad for p in base.sam.sam_mask_decoder.parameters())
     assert not any(p.requires_grad for p in base.sam.image_encoder.parameters())
-    assert isinstance(base.channel_adapter.proj.weight, torch.nn.Parameter) and base.channel_adapter.proj.weight.requires_grad
+    assert (
+        isinstance(base.channel_adapter.proj.weight, torch.nn.Parameter)
+        and base.channel_adapter.proj.weight.requires_grad
+    )

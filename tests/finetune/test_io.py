@@ -142,3 +142,32 @@ def test_mismatched_weights_and_unprepared_network_raise(lora_net, base, tmp_pat
     json.dump(meta, open(meta_path, "w"))
     with pytest.raises(ValueError, match=r"r2 does not fit .*shape mismatch"):
         load_adapter(base, directory)
+
+
+@pytest.mark.parametrize("bias", ["all", "lora_only"])
+def test_lora_bias_modes_round_trip(base, tiny_base, perturb, tmp_path, bias):
+    net = perturb(apply_finetune(base, {"strategy": "lora", "lora_bias": bias}), seed=4)
+    saved = adapter_state_dict(net)
+    biases = [k for k in saved if k.endswith(".bias")]
+    assert biases and any(".base_layer.bias" in k for k in biases)
+    if bias == "all":
+        assert "sam.sam_mask_decoder.iou_prediction_head.layers.0.bias" in saved
+    fresh = load_adapter(copy.deepcopy(tiny_base), save_adapter(net, str(tmp_path / bias)))
+    trained = dict(net.named_parameters())
+    assert all(torch.equal(p, trained[n]) for n, p in fresh.named_parameters() if p.requires_grad)
+    assert sum(p.requires_grad for p in fresh.parameters()) == len(saved)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_lora_on_gpu_round_trip_and_merge(tiny_base, perturb, batch, tmp_path):
+    net = perturb(apply_finetune(copy.deepcopy(tiny_base).cuda(), "lora"), seed=6)
+    image, boxes = batch["image"].cuda(), batch["boxes"].cuda()
+    with torch.no_grad():
+        expected = net(image, boxes=boxes)
+        fresh = load_adapter(copy.deepcopy(tiny_base).cuda(), save_adapter(net, str(tmp_path / "gpu")))
+        assert next(p for p in fresh.parameters() if p.requires_grad).is_cuda
+        torch.testing.assert_close(fresh(image, boxes=boxes), expected, atol=1e-4, rtol=1e-4)
+        plain = copy.deepcopy(tiny_base).cuda()
+        plain.load_state_dict(merged_state_dict(net))
+        torch.testing.assert_close(plain(image, boxes=boxes), expected, atol=1e-3, rtol=1e-3)

@@ -32,7 +32,9 @@ def test_default_targets_wrap_exactly_the_attention_linears(base):
     assert set(wrapped) == expected
     assert set(lora_module_names(base)) == expected
     # Not wrapped: Hiera's width-changing block proj, MLPs, memory attention, hypernetwork / IoU heads.
-    assert not any(re.search(r"blocks\.\d+\.proj$|mlp|memory_attention|iou_prediction|hypernetworks", n) for n in wrapped)
+    assert not any(
+        re.search(r"blocks\.\d+\.proj$|mlp|memory_attention|iou_prediction|hypernetworks", n) for n in wrapped
+    )
     assert all(isinstance(m.get_base_layer(), nn.Linear) for m in lora_layers(base).values())
 
 
@@ -49,7 +51,9 @@ def test_parameter_names_and_count(base):
     names = [n for n, _ in base.named_parameters() if ".lora_" in n]
     assert "sam.image_encoder.trunk.blocks.0.attn.qkv.lora_A.default.weight" in names
     assert "sam.image_encoder.trunk.blocks.0.attn.qkv.base_layer.weight" in dict(base.named_parameters())
-    expected = sum(4 * (m.in_features + m.out_features) for m in (layer.get_base_layer() for layer in lora_layers(base).values()))
+    expected = sum(
+        4 * (m.in_features + m.out_features) for m in (layer.get_base_layer() for layer in lora_layers(base).values())
+    )
     assert sum(p.numel() for n, p in base.named_parameters() if ".lora_" in n) == expected
 
 

@@ -56,3 +56,10 @@ def test_param_groups_error_without_trainable_parameters(base):
     base.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         param_groups(base, lr=1e-3)
+
+
+def test_encoder_lr_mult_defaults_to_the_network_config(base):
+    net = apply_finetune(base, {"strategy": "full", "encoder_lr_mult": 0.25})
+    groups = param_groups(net, lr=1e-3)
+    assert groups[0]["name"] == "image_encoder" and groups[0]["lr"] == pytest.approx(2.5e-4)
+    assert param_groups(net, 1e-3, 1.0)[0]["lr"] == 1e-3  # an explicit multiplier wins

@@ -115,3 +115,9 @@ def test_apply_returns_same_module_logs_table_and_is_idempotent(base, caplog):
         apply_finetune(net, "lora")
     with pytest.raises(TypeError, match="SAM2Segmenter"):
         apply_finetune(torch.nn.Linear(2, 2), "full")
+
+
+def test_activation_checkpointing_placeholder_warns(base, caplog):
+    with caplog.at_level(logging.WARNING, logger="sam2tune.finetune.strategies"):
+        apply_finetune(base, {"strategy": "prompt", "activation_checkpointing": True})
+    assert "not applied yet" in caplog.text

@@ -81,7 +81,9 @@ def test_partial_checkpoint_reports_missing_and_unexpected_keys(tiny, tmp_path):
     del sd[dropped]
     sd["not_a_sam2_key"] = torch.zeros(1)
     torch.save({"model": sd}, tmp_path / "partial.pt")
-    report = load_sam2_checkpoint(build_sam2_model("tiny", 64, warn_random_init=False), str(tmp_path / "partial.pt"), "tiny")
+    report = load_sam2_checkpoint(
+        build_sam2_model("tiny", 64, warn_random_init=False), str(tmp_path / "partial.pt"), "tiny"
+    )
     assert not report.exact
     assert report.missing_keys == [dropped] and report.unexpected_keys == ["not_a_sam2_key"]
 

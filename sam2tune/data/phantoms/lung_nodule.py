@@ -26,7 +26,7 @@ SPACING_MM = (1.0, 1.0, 2.0)
 def _ellipsoid(shape: tuple[int, int, int], center, radii_vox) -> np.ndarray:
     """Boolean ellipsoid of `radii_vox` (x, y, z voxels) centred at `center` in a volume of `shape`."""
     grids = np.ogrid[tuple(slice(0, s) for s in shape)]
-    dist = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii_vox))
+    dist = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii_vox, strict=True))
     return dist <= 1.0
 
 
@@ -38,7 +38,7 @@ def _nodule(shape, center, diameter_mm: float, lobulated: bool, rng: np.random.G
         for _ in range(int(rng.integers(3, 5))):
             direction = rng.normal(size=3)
             direction /= np.linalg.norm(direction)
-            lobe_center = [c + 0.8 * radius * d / s for c, d, s in zip(center, direction, SPACING_MM)]
+            lobe_center = [c + 0.8 * radius * d / s for c, d, s in zip(center, direction, SPACING_MM, strict=True)]
             lobe_r = radius * rng.uniform(0.35, 0.55)
             mask |= _ellipsoid(shape, lobe_center, [lobe_r / s for s in SPACING_MM])
     return mask

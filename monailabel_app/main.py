@@ -1,0 +1,61 @@
+"""sam2tune MONAI Label app: every bundle under bundles/ as interactive/automatic SAM2 infer + fine-tuning.
+
+Start: monailabel start_server --app monailabel_app --studies DIR --conf models all
+Options (--conf key value, or env SAM2TUNE_ML_<KEY>): see sam2tune.monailabel.settings.AppSettings.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lib.configs.sam2_bundle import SAM2BundleConfig
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+
+from sam2tune.monailabel.app import guard_infer_request
+from sam2tune.monailabel.datastore import VersionedLocalDatastore
+from sam2tune.monailabel.settings import AppSettings
+from sam2tune.monailabel.strategy import EpistemicStrategy
+
+logger = logging.getLogger(__name__)
+
+
+class SAM2TuneApp(MONAILabelApp):
+    def __init__(self, app_dir, studies, conf):
+        self.settings = AppSettings.from_conf(conf, app_dir)
+        self.bundles = {}
+        for name in self.settings.bundle_names():
+            config = SAM2BundleConfig()
+            config.init(name, self.settings.model_dir, conf, None, settings=self.settings)
+            self.bundles[name] = config
+        logger.info("sam2tune bundles served: %s", list(self.bundles))
+        super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="sam2tune",
+                         description="SAM2 fine-tuning bundles: interactive segmentation, active learning, training")
+
+    def init_datastore(self):
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        from monailabel.config import settings
+
+        return VersionedLocalDatastore(self.studies, extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+                                       auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+                                       read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
+
+    def init_infers(self):
+        return {k: v for c in self.bundles.values() for k, v in c.infer().items()}
+
+    def init_trainers(self):
+        return {name: c.trainer() for name, c in self.bundles.items()}
+
+    def init_strategies(self):
+        strategies = {"random": Random(), "first": First()}
+        if self.bundles:
+            strategies["epistemic"] = EpistemicStrategy(
+                {name: c.dropout_model for name, c in self.bundles.items()},
+                self.settings.mc_samples, self.settings.uncertainty, self.settings.al_max_images)
+        return strategies
+
+    def infer(self, request, datastore=None):
+        guard_infer_request(request, self._infers, datastore or self.datastore())
+        return super().infer(request, datastore)

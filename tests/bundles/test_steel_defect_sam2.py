@@ -1,0 +1,184 @@
+"""steel_defect_sam2 on Severstal phantoms: step-named LoRA outputs, logs, merged == unmerged, adapter bank, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from sam2tune.data.phantoms.severstal import write_severstal_phantoms
+from sam2tune.data.severstal import severstal_datalist
+from sam2tune.finetune import AdapterBank, apply_finetune, load_adapter, param_groups, save_adapter
+from sam2tune.finetune.bank_benchmark import measure_adapter_bank
+from sam2tune.networks import SAM2Segmenter
+from sam2tune.transforms import LoadJPEGd
+
+BUNDLE = "steel_defect_sam2"
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    out = tmp_path_factory.mktemp("severstal")
+    write_severstal_phantoms(str(out), cases=10, seed=1, size=32)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def base_ckpt(tmp_path_factory):
+    """A fixed base model file, so the unmerged adapter and the bank can be put back on the exact training base."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("base") / "base.pt"
+    torch.save(SAM2Segmenter("tiny", SIZE).state_dict(), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained(phantoms, base_ckpt, tmp_path_factory, bundle_tools):
+    """One short LoRA run (validation every 2 steps, a train log row every step) shared by the tests below."""
+    out = tmp_path_factory.mktemp("run")
+    bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(out), ckpt_dir=str(out / "models"),
+                              pretrained_checkpoint=base_ckpt, max_epochs=1, val_interval=2, log_interval=1,
+                              deterministic=False, **bundle_tools.TINY)
+    return out
+
+
+def _batch(phantoms: str, split: str = "val"):
+    """First item of a split as (image (1,3,H,W), boxes (1,4)) through the bundle's loader + its class's box."""
+    from sam2tune.transforms.rle import DecodeRLEd
+
+    item = DecodeRLEd()(LoadJPEGd()(dict(severstal_datalist(phantoms, split)[0])))
+    ys, xs = np.nonzero(item["label"][0].numpy())
+    box = torch.tensor([[xs.min(), ys.min(), xs.max(), ys.max()]], dtype=torch.float32)
+    return item["image"].as_tensor()[None], box
+
+
+def test_named_outputs_and_summary(trained):
+    models = trained / "models"
+    summary = json.loads((trained / "training_summary.json").read_text())
+    steps = summary["total_steps"]
+    assert steps >= 2 and summary["epochs"] == 1 and not summary["stopped_early"]
+    best = [p.name for p in models.glob("best_lora_step*")]
+    merged = [p.name for p in models.glob("best_merged_step*.pt")]
+    assert len(best) == 1 and len(merged) == 1, "exactly one best adapter and one best merged model are kept"
+    m = re.fullmatch(r"best_lora_step(\d+)_iou(\d\.\d{4})_dice(\d\.\d{4})", best[0])
+    assert m and int(m.group(1)) == summary["best_step"]
+    assert float(m.group(2)) == pytest.approx(summary["best_val_iou"], abs=5e-5)
+    assert float(m.group(3)) == pytest.approx(summary["best_val_dice"], abs=5e-5)
+    assert merged[0] == best[0].replace("best_lora", "best_merged") + ".pt"
+    # best = first validation that beat the previous best by more than min_delta (1e-4)
+    assert summary["best_val_iou"] in [v["iou"] for v in summary["validations"]]
+    assert summary["best_val_iou"] >= max(v["iou"] for v in summary["validations"]) - 1e-4
+    assert (models / f"final_lora_step{steps}" / "adapter_model.safetensors").is_file()
+    assert [p.name for p in models.glob("latest_lora_step*")] == [f"latest_lora_step{summary['validations'][-1]['step']}"]
+    assert summary["parameters"]["trainable"] < 0.05 * summary["parameters"]["total"]
+    # the contract's deployable pair follows the best model
+    a = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    b = torch.load(models / merged[0], map_location="cpu", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not any("lora_" in k for k in a)
+    assert json.loads((trained / "training_history.json").read_text())[0]["epoch"] == 1
+
+
+def test_csv_logs(trained):
+    summary = json.loads((trained / "training_summary.json").read_text())
+    train = list(csv.DictReader(open(trained / "train_log.csv")))
+    val = list(csv.DictReader(open(trained / "val_log.csv")))
+    assert [int(r["step"]) for r in train] == list(range(1, summary["total_steps"] + 1))
+    assert all(math.isfinite(float(r["loss"])) and 0 < float(r["lr"]) <= 1e-3 for r in train)
+    assert all(0.0 <= float(r["iou"]) <= 1.0 for r in train if r["iou"] != "nan")
+    # warmup then cosine decay: the LR of the last step is below the peak
+    lrs = [float(r["lr"]) for r in train]
+    assert lrs[-1] < max(lrs)
+    assert [int(r["step"]) for r in val] == [v["step"] for v in summary["validations"]]
+    assert [float(r["iou"]) for r in val] == pytest.approx([v["iou"] for v in summary["validations"]], abs=1e-6)
+
+
+def test_merged_and_unmerged_agree(trained, phantoms, base_ckpt):
+    best = next((trained / "models").glob("best_lora_step*"))
+    merged = SAM2Segmenter("tiny", SIZE, pretrained_checkpoint=str(next((trained / "models").glob("best_merged_step*.pt")))).eval()
+    unmerged = load_adapter(SAM2Segmenter("tiny", SIZE, pretrained_checkpoint=base_ckpt), str(best)).eval()
+    image, boxes = _batch(phantoms)
+    with torch.no_grad():
+        a, b = merged(image, boxes=boxes), unmerged(image, boxes=boxes)
+    assert a.shape == (1, 1, 32, 200)
+    assert torch.allclose(a, b, atol=1e-4), float((a - b).abs().max())
+
+
+def _second_adapter(phantoms: str, base_ckpt: str, directory: str) -> str:
+    """A second steel adapter (rank 4, other seed), trained 3 AdamW steps on the train split's first image."""
+    torch.manual_seed(7)
+    net = apply_finetune(SAM2Segmenter("tiny", SIZE, pretrained_checkpoint=base_ckpt), {"strategy": "lora", "lora_r": 4, "lora_alpha": 8})
+    from sam2tune.transforms.rle import DecodeRLEd
+
+    item = DecodeRLEd()(LoadJPEGd()(dict(severstal_datalist(phantoms, "train")[0])))
+    image, label = item["image"].as_tensor()[None], (item["label"].as_tensor()[None] > 0).float()
+    opt = torch.optim.AdamW(param_groups(net, 1e-2, 1.0, 0.0), lr=1e-2)
+    for _ in range(3):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(image), label)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return save_adapter(net, directory)
+
+
+def test_adapter_bank_switches_and_restores_bit_for_bit(trained, phantoms, base_ckpt, tmp_path):
+    steel = str(next((trained / "models").glob("best_lora_step*")))
+    other = _second_adapter(phantoms, base_ckpt, str(tmp_path / "steel_r4"))
+    bank = AdapterBank(SAM2Segmenter("tiny", SIZE, pretrained_checkpoint=base_ckpt))
+    base_before = {k: v.clone() for k, v in bank.base.state_dict().items() if "lora_" not in k}
+    bank.add("steel", steel).add("steel_r4", other)
+    image, boxes = _batch(phantoms)
+    out_a = bank.use("steel")(image, boxes=boxes)
+    out_b = bank.use("steel_r4")(image, boxes=boxes)
+    out_a2 = bank.use("steel")(image, boxes=boxes)
+    assert not torch.allclose(out_a, out_b, atol=1e-4), "switching adapters must change the output"
+    assert torch.equal(out_a, out_a2), "switching back must restore the output bit-for-bit"
+    unmerged = load_adapter(SAM2Segmenter("tiny", SIZE, pretrained_checkpoint=base_ckpt), steel).eval()
+    with torch.no_grad():
+        assert torch.allclose(out_a, unmerged(image, boxes=boxes), atol=1e-5)
+    # the shared base's own weights were never rewritten
+    after = {k.replace(".base_layer", ""): v for k, v in bank.base.state_dict().items() if "lora_" not in k}
+    assert all(torch.equal(after[k], v) for k, v in base_before.items() if k in after and k != "prompt_tokens")
+
+    stats = measure_adapter_bank(SAM2Segmenter("tiny", SIZE, pretrained_checkpoint=base_ckpt),
+                                 {"steel": steel, "steel_r4": other}, image, {"boxes": boxes}, repeats=4)
+    assert stats["adapters"] == ["steel", "steel_r4"]
+    assert 0 < stats["adapter_bytes"]["steel_r4"] < stats["adapter_bytes"]["steel"] < 0.05 * stats["base_bytes"]
+    assert stats["bank_bytes"] < stats["one_full_model_per_domain_bytes"]
+    assert stats["switch_ms"] > 0 and stats["reload_ms"] > 0 and stats["forward_ms"] > 0
+
+
+def test_evaluate_writes_per_class_report(trained, phantoms, bundle_tools):
+    bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], dataset_dir=phantoms, output_dir=str(trained),
+                              ckpt_dir=str(trained / "models"), deterministic=False, **bundle_tools.TINY)
+    summary = json.loads((trained / "eval" / "summary.json").read_text())
+    test_items = severstal_datalist(phantoms, "test", str(trained / "splits"))
+    assert summary["n"] == len(test_items) and 0.0 <= summary["mean_iou"] <= 1.0
+    assert set(summary["per_class"]) == {f"class_{i['class_id']}" for i in test_items}
+
+
+def test_inference_cli_full_size_mask(trained, phantoms, tmp_path, bundle_tools):
+    """`run inferring` verbatim on a 200x32 phantom with a box: the mask keeps the steel image's size."""
+    from PIL import Image
+
+    item = severstal_datalist(phantoms, "test")[0]
+    out = tmp_path / "masks"
+    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file", bundle_tools.config_path(BUNDLE, "inference"),
+                          "--input_path", item["image"], "--output_dir", str(out), "--ckpt_dir", str(trained / "models"),
+                          "--sam2_variant", "tiny", "--image_size", str(SIZE), "--box", "[10,2,60,30]"])
+    masks = list(out.glob("*_mask.png"))
+    assert len(masks) == 1 and Image.open(masks[0]).size == (200, 32)
+
+
+def test_bad_dataset_dir_names_the_fix(tmp_path, bundle_tools):
+    with pytest.raises(Exception) as err:
+        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(tmp_path / "nowhere"), output_dir=str(tmp_path),
+                                  deterministic=False, **bundle_tools.TINY)
+    message = bundle_tools.error_chain(err.value)
+    assert "nowhere" in message and "make_phantoms.py severstal" in message
