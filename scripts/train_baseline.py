@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="row name in run_stats.json (default: model / sam2_<strategy>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="any other bundle key, e.g. --set val_interval=1")
     p.add_argument("--no_evaluate", action="store_true", help="train only")
+    p.add_argument("--distributed", action="store_true",
+                   help="under torchrun: the bundle's multi_gpu_train.json (DDP); rank 0 evaluates afterwards")
     return p
 
 
@@ -86,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or str(Path("baseline_out") / args.bundle / (args.name or args.model))
     try:
         stats = train_and_evaluate(args.model, args.bundle, out, settings, prompt=args.prompt, backbone=args.backbone,
-                                   evaluate=not args.no_evaluate, name=args.name)
-    except (FileNotFoundError, ImportError, ValueError) as e:
+                                   evaluate=not args.no_evaluate, name=args.name, distributed=args.distributed)
+    except (FileNotFoundError, ImportError, ValueError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(f"\n{stats['name']} on {args.bundle} -> {Path(out).resolve()}")
     for key in ("mean_dice", "mean_iou", "trainable_params", "train_images_per_s", "peak_memory_mb", "memory_kind"):
         if key in stats:

@@ -23,12 +23,14 @@ def peak_memory_mb(device: torch.device | str) -> tuple[float, str]:
 class TrainThroughput:
     """Time each training iteration (ITERATION_STARTED -> ITERATION_COMPLETED, data loading excluded) and count images.
 
-    `images_per_s` = images / summed step seconds; on CUDA the device is synchronised at both ends of a step.
+    `images_per_s` = images / summed step seconds, leaving out the first step when there are more (it carries
+    one-off costs: lazy allocation, kernel selection); on CUDA the device is synchronised at both ends of a step.
     """
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
         self.images, self.seconds, self.iterations = 0, 0.0, 0
+        self.first_images, self.first_seconds = 0, 0.0
         self._t0 = 0.0
 
     def attach(self, engine: Engine) -> None:
@@ -51,20 +53,26 @@ class TrainThroughput:
 
     def _stop(self, engine: Engine) -> None:
         self._sync()
-        self.seconds += time.perf_counter() - self._t0
+        seconds = time.perf_counter() - self._t0
+        batch = engine.state.batch  # MONAI has decollated it into a list of items by now
+        n = len(batch) if isinstance(batch, list) else int(batch[CommonKeys.IMAGE].shape[0])
+        if self.iterations == 0:
+            self.first_images, self.first_seconds = n, seconds
+        else:
+            self.images, self.seconds = self.images + n, self.seconds + seconds
         self.iterations += 1
-        batch = engine.state.batch
-        image = batch[0][CommonKeys.IMAGE] if isinstance(batch, list) else batch[CommonKeys.IMAGE]
-        self.images += len(batch) if isinstance(batch, list) else int(image.shape[0])
 
     @property
     def images_per_s(self) -> float:
-        """Training images per second of step time (0.0 before any step)."""
-        return self.images / self.seconds if self.seconds > 0 else 0.0
+        """Training images per second of step time, first step left out when there are more (0.0 before any)."""
+        if self.iterations > 1 and self.seconds > 0:
+            return self.images / self.seconds
+        return self.first_images / self.first_seconds if self.first_seconds > 0 else 0.0
 
     def summary(self) -> dict:
         """{train_images, train_step_seconds, train_iterations, train_images_per_s, peak_memory_mb, memory_kind}."""
         mem, kind = peak_memory_mb(self.device)
-        return {"train_images": self.images, "train_step_seconds": round(self.seconds, 3),
-                "train_iterations": self.iterations, "train_images_per_s": round(self.images_per_s, 3),
+        return {"train_images": self.images + self.first_images, "train_iterations": self.iterations,
+                "train_step_seconds": round(self.seconds + self.first_seconds, 3),
+                "first_step_seconds": round(self.first_seconds, 3), "train_images_per_s": round(self.images_per_s, 3),
                 "peak_memory_mb": round(mem, 1), "memory_kind": kind}

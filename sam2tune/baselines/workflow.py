@@ -93,12 +93,15 @@ def count_trainable(network: torch.nn.Module) -> tuple[int, int]:
 
 
 def train_and_evaluate(model: str, bundle: str, output_dir: str, settings: dict | None = None, prompt: str = "box",
-                       backbone: str = "resnet18", evaluate: bool = True, name: str | None = None) -> dict:
+                       backbone: str = "resnet18", evaluate: bool = True, name: str | None = None,
+                       distributed: bool = False) -> dict:
     """Train `model` with the bundle's train.json, evaluate with its evaluate.json -> run_stats (also in run_stats.json).
 
     `settings`: bundle keys to override (dataset_dir, max_epochs, image_size, ...); output_dir/ckpt_dir are set
     to `output_dir` and `output_dir/models`, resume off (every run starts from scratch). Files: the bundle's
     training_history.json, models/model.pt, eval/summary.json + reports, and run_stats.json.
+    `distributed`: train with the bundle's multi_gpu_train.json under torchrun; rank 0 alone then evaluates
+    (throughput and memory are rank 0's; `world_size` is recorded).
     """
     from sam2tune.baselines.measure import TrainThroughput
 
@@ -111,7 +114,9 @@ def train_and_evaluate(model: str, bundle: str, output_dir: str, settings: dict 
     label = name or (f"sam2_{settings.get('finetune', bundle_value(bundle, 'finetune'))}" if model == "sam2" else model)
 
     logger.info("=== %s on %s: training", label, bundle)
-    wf = _workflow(bundle, ["train"], {**base, **model_overrides(model, bundle, prompt, backbone)})
+    train_files = ["train", "multi_gpu_train"] if distributed else ["train"]
+    wf = _workflow(bundle, train_files, {**base, **model_overrides(model, bundle, prompt, backbone, distributed=distributed)})
+    world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     trainer = wf.parser.get_parsed_content("train#trainer")
     meter = TrainThroughput(wf.parser.get_parsed_content("device"))
     meter.attach(trainer)
@@ -121,10 +126,13 @@ def train_and_evaluate(model: str, bundle: str, output_dir: str, settings: dict 
     wf.finalize()
     stats = {"name": label, "model": model, "bundle": bundle, "prompt": prompt if model != "sam2" else "bundle",
              "trainable_params": trainable, "total_params": total, "train_seconds": round(time.perf_counter() - t0, 2),
-             "device": str(wf.parser.get_parsed_content("device")), **meter.summary(), "settings": settings}
+             "device": str(wf.parser.get_parsed_content("device")), "world_size": world_size, **meter.summary(),
+             "settings": settings}
     if model == "resnet":
         stats["backbone"] = backbone
     del wf, trainer
+    if int(os.environ.get("RANK", "0")) != 0:  # the bundle's finalize ended the process group; rank 0 reports
+        return stats
     if evaluate:
         logger.info("=== %s on %s: evaluating", label, bundle)
         ev = _workflow(bundle, ["train", "evaluate"], {**base, **model_overrides(model, bundle, prompt, backbone, evaluate=True)})

@@ -18,9 +18,12 @@ class PromptPrepareBatch(PrepareBatch):
     Args:
         prompts: network keywords to pass, among boxes, point_coords, point_labels, mask_prompt; [] = prompt-free
             (the network's learned prompt token). "points" is a shorthand for point_coords + point_labels.
+        embedding_cache: a sam2tune.data.embedding_cache.EmbeddingCache: its image features reach the network as
+            `features=` (frozen-encoder training on cached embeddings); None = the network encodes every batch.
     """
 
-    def __init__(self, prompts: Sequence[str] = ("boxes",)) -> None:
+    def __init__(self, prompts: Sequence[str] = ("boxes",), embedding_cache=None) -> None:
+        self.embedding_cache = embedding_cache
         names: list[str] = []
         for p in prompts:
             names += ["point_coords", "point_labels"] if p == "points" else [p]
@@ -41,4 +44,7 @@ class PromptPrepareBatch(PrepareBatch):
             raise KeyError(f"Batch lacks prompt keys {missing}: add SimulatePromptsd to the transforms or change prompts.")
         image = move(batchdata[CommonKeys.IMAGE])
         label = move(batchdata[CommonKeys.LABEL]) if CommonKeys.LABEL in batchdata else None
-        return image, label, (), {p: move(batchdata[PROMPT_KEYS[p]]) for p in self.prompts}
+        kwargs = {p: move(batchdata[PROMPT_KEYS[p]]) for p in self.prompts}
+        if self.embedding_cache is not None:
+            kwargs["features"] = self.embedding_cache.for_batch(batchdata, image)
+        return image, label, (), kwargs

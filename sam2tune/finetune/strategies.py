@@ -13,6 +13,7 @@ from sam2tune.finetune.freeze import apply_freezing
 from sam2tune.finetune.lora import inject_lora
 from sam2tune.finetune.params import count_parameters, format_parameter_table
 from sam2tune.networks.adapters import adapter_bottleneck_in, add_hiera_adapters
+from sam2tune.networks.checkpointing import enable_activation_checkpointing
 from sam2tune.networks.segmenter import SAM2Segmenter
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def apply_finetune(network: SAM2Segmenter, config: FinetuneConfig | dict[str, An
         elif config.strategy == "prompt":
             _ensure_prompt_tokens(network, config.num_prompt_tokens)
     if config.activation_checkpointing:
-        logger.warning("activation_checkpointing=True is accepted but not applied yet: activations are kept.")
+        enable_activation_checkpointing(network)
     apply_freezing(network, config)
     network.finetune_config = config
     logger.info(

@@ -56,8 +56,9 @@ class StepValidation:
         """Validate every `interval` iterations and at COMPLETED when the final step has not been validated."""
         register_step_events(engine)
         if self.patience > 0:
-            # ignite's EarlyStopping reads the score through this function and calls engine.terminate() itself.
-            self._stopper = EarlyStopping(self.patience, self._score, engine, min_delta=self.min_delta)
+            # ignite's EarlyStopping reads the score through this function and calls engine.terminate() itself;
+            # cumulative_delta: gains are measured from the best score, the same rule that picks the best checkpoint.
+            self._stopper = EarlyStopping(self.patience, self._score, engine, min_delta=self.min_delta, cumulative_delta=True)
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.validate)
         engine.add_event_handler(Events.COMPLETED, self._final)
 

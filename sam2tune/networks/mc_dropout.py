@@ -11,7 +11,13 @@ from torch import nn
 
 
 def _stochastic_modules(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, nn.Dropout | nn.Dropout2d) or (isinstance(m, Attention) and m.dropout_p > 0)]
+    # peft's LoRA dropout regularises training only; it is not part of the Monte-Carlo posterior.
+    return [
+        m
+        for name, m in model.named_modules()
+        if (isinstance(m, nn.Dropout | nn.Dropout2d) and "lora_dropout" not in name)
+        or (isinstance(m, Attention) and m.dropout_p > 0)
+    ]
 
 
 @contextmanager

@@ -189,15 +189,20 @@ class SAM2Segmenter(nn.Module):
         point_coords: torch.Tensor | None = None,
         point_labels: torch.Tensor | None = None,
         mask_prompt: torch.Tensor | None = None,
+        features: dict | None = None,
     ) -> torch.Tensor:
-        """(B, C, H, W) image in [0, 1] + prompts in its pixel coordinates -> logits (B, K, H, W)."""
+        """(B, C, H, W) image in [0, 1] + prompts in its pixel coordinates -> logits (B, K, H, W).
+
+        `features`: precomputed `encode(image)` output (cached embeddings); the image then only gives the output size.
+        """
         if image.ndim != 4:
             raise ValueError(f"SAM2Segmenter expects (B, C, H, W) images, got shape {tuple(image.shape)}.")
         if boxes is None and point_coords is None and mask_prompt is None and self.prompt_tokens is None:
             raise ValueError("No prompt given and the network has no learned prompt token (set num_prompt_tokens).")
         h, w = image.shape[-2:]
         scale = (self.image_size / w, self.image_size / h)
-        low_res, _ = self.decode(self.encode(image), boxes, point_coords, point_labels, mask_prompt, scale)
+        features = self.encode(image) if features is None else features
+        low_res, _ = self.decode(features, boxes, point_coords, point_labels, mask_prompt, scale)
         return F.interpolate(low_res, size=(h, w), mode="bilinear", align_corners=False)
 
     # ---- state -----------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ def ablation(tmp_path_factory):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path_factory.mktemp("ablation")
-    assert module.main(["lung_nodule", "--out", str(out), "--cases", "4", "--device", "cpu"]) == 0
+    assert module.main(["lung_nodule", "--out", str(out), "--cases", "3", "--device", "cpu"]) == 0
     return module, out
 
 
