@@ -6,7 +6,7 @@ python scripts/rank_ablation.py --dataset_dir DIR --output_dir OUT [--ranks 4,8,
 
 Each run is `monai.bundle run training` with --finetune S --lora_r R --lora_alpha 2R, in OUT/<S>_r<R>/; anything
 after `--` is passed to every run (e.g. `-- --sam2_variant tiny --image_size 64 --max_epochs 1`). Rows of
-OUT/rank_ablation.csv come from each run's training_summary.json plus the wall time and, for runs in a child
+OUT/rank_ablation.csv come from each run's training_summary.json plus the wall time, the median step time from train_log.csv and, for runs in a child
 process (the default), the child's peak resident memory measured by the OS (os.wait4).
 """
 
@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
 FIELDS = ("strategy", "lora_r", "lora_alpha", "trainable_params", "total_params", "total_steps", "best_step",
-          "best_val_iou", "best_val_dice", "seconds", "seconds_per_step", "peak_rss_mb", "peak_cuda_mb", "adapter_kb")
+          "best_val_iou", "best_val_dice", "seconds", "median_step_seconds", "peak_rss_mb", "peak_cuda_mb", "adapter_kb")
 
 
 def _settings(ranks: list[int], strategies: list[str]) -> list[tuple[str, int]]:
@@ -86,6 +87,16 @@ def _is_json(text: str) -> bool:
         return False
 
 
+def _median_step_seconds(train_log: str) -> float | str:
+    """Median forward+backward+optimizer time per step from train_log.csv, first step (warm-up) left out."""
+    if not os.path.isfile(train_log):
+        return ""
+    with open(train_log, newline="") as f:
+        times = [float(r["step_seconds"]) for r in csv.DictReader(f) if r.get("step_seconds") not in (None, "", "nan")]
+    times = times[1:] if len(times) > 1 else times
+    return round(statistics.median(times), 4) if times else ""
+
+
 def _dir_kb(path: str) -> float | None:
     if not os.path.isdir(path):
         return None
@@ -115,7 +126,7 @@ def run_ablation(dataset_dir: str, output_dir: str, ranks: list[int], strategies
             "trainable_params": s["parameters"]["trainable"], "total_params": s["parameters"]["total"],
             "total_steps": steps, "best_step": s["best_step"], "best_val_iou": s["best_val_iou"],
             "best_val_dice": s["best_val_dice"], "seconds": round(seconds, 2),
-            "seconds_per_step": round(s["seconds"] / max(steps, 1), 4),
+            "median_step_seconds": _median_step_seconds(os.path.join(run_dir, "train_log.csv")),
             "peak_rss_mb": round(rss, 1) if rss is not None else "", "peak_cuda_mb": round(cuda / 2**20, 1) if cuda else "",
             "adapter_kb": _dir_kb(os.path.join(run_dir, "models", "adapter")) or "",
         })

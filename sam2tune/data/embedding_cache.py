@@ -215,7 +215,7 @@ class EmbeddingCache:
                 )
 
     def features(self, image: torch.Tensor, ids: Sequence[str]) -> Features:
-        """(B, C, H, W) images + one identity each -> encode()'s dict for the batch, computing only the misses."""
+        """(B, C, H, W) images + one identity each -> encode(project_high_res=False)'s dict, computing only misses."""
         if len(ids) != image.shape[0]:
             raise ValueError(f"EmbeddingCache.features got {len(ids)} ids for a batch of {image.shape[0]} images.")
         self.check_frozen()
@@ -227,12 +227,12 @@ class EmbeddingCache:
             computed = self._encode(image[missing])
             for slot, n in enumerate(missing):
                 item = {"image_embed": computed["image_embed"][slot]}
-                item |= {f"high_res_feats_{k}": f[slot] for k, f in enumerate(computed["high_res_feats"])}
+                item |= {f"raw_high_res_feats_{k}": f[slot] for k, f in enumerate(computed["raw_high_res_feats"])}
                 items[n] = self._store(ids[n], item)
         dev = image.device
         stacked = {k: torch.stack([it[k].to(dev, non_blocking=True) for it in items]) for k in items[0]}
-        levels = sorted(k for k in stacked if k.startswith("high_res_feats_"))
-        return {"image_embed": stacked["image_embed"], "high_res_feats": [stacked[k] for k in levels]}
+        levels = sorted(k for k in stacked if k.startswith("raw_high_res_feats_"))
+        return {"image_embed": stacked["image_embed"], "raw_high_res_feats": [stacked[k] for k in levels]}
 
     def for_batch(self, batchdata: Mapping, image: torch.Tensor, image_key: str = "image") -> Features:
         """Features of a collated MONAI batch dict whose `image_key` entry (already on device) is `image`."""
@@ -273,7 +273,8 @@ class EmbeddingCache:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp and image.is_cuda else nullcontext()
         try:
             with autocast:
-                return net.encode(image)
+                # Raw high-res maps: the decoder's conv_s0/conv_s1 train, so they run after the cache, every step.
+                return net.encode(image, project_high_res=False)
         finally:
             for m, mode in modes.items():
                 m.training = mode

@@ -220,6 +220,13 @@ def split_subjects(dataset_dir: str, split: str, val_fraction: float = 0.25, tes
     return split_cases(subjects, val_fraction, test_fraction, seed)[split]
 
 
+def _save_npy(path: str, array: np.ndarray) -> None:
+    # write-then-rename: ranks of a multi-GPU run build the same cache at once and must never read half a file
+    tmp = f"{path}.{os.getpid()}.tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
 def knee_slice_datalist(dataset_dir: str, split: str, cache_dir: str, tissues: list[int] | None = None,
                         mode: str = "train", val_fraction: float = 0.25, test_fraction: float = 0.25,
                         seed: int = 0) -> list[dict]:
@@ -248,8 +255,8 @@ def knee_slice_datalist(dataset_dir: str, split: str, cache_dir: str, tissues: l
             if not np.isin(lab, tissue_ids).any():
                 continue
             img_path, lab_path = os.path.join(sdir, f"img_{z:04d}.npy"), os.path.join(sdir, f"lab_{z:04d}.npy")
-            np.save(img_path, image[z])
-            np.save(lab_path, np.where(np.isin(lab, tissue_ids), lab, 0).astype(np.float32))
+            _save_npy(img_path, image[z])
+            _save_npy(lab_path, np.where(np.isin(lab, tissue_ids), lab, 0).astype(np.float32))
             base = {"image": img_path, "label": lab_path, "subject": s.subject, "slice": z}
             if mode == "train":
                 items.append({**base, "id": f"{s.subject}_s{z:03d}"})

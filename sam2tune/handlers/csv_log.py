@@ -1,20 +1,22 @@
-"""CSV logs of step-based training: train_log.csv (loss, IoU, LR every K steps) and val_log.csv (IoU, Dice)."""
+"""CSV logs of step-based training: train_log.csv (loss, IoU, LR, step time every K steps) and val_log.csv (IoU, Dice)."""
 
 from __future__ import annotations
 
 import csv
 import math
 import os
+import time
 
 import torch
 from ignite.engine import Engine, Events
+from monai.engines.utils import IterationEvents
 from monai.handlers import from_engine
 from monai.metrics import compute_iou
 
 from sam2tune.handlers.step_validation import StepValidationEvents, register_step_events
 from sam2tune.utils.dist import is_rank0
 
-TRAIN_FIELDS = ("step", "epoch", "loss", "iou", "lr")
+TRAIN_FIELDS = ("step", "epoch", "loss", "iou", "lr", "step_seconds")
 VAL_FIELDS = ("step", "epoch", "iou", "dice")
 
 
@@ -49,11 +51,17 @@ class TrainingCSVLog:
         self.iou_metric, self.dice_metric = iou_metric, dice_metric
         self.train_path = os.path.join(self.output_dir, "train_log.csv")
         self.val_path = os.path.join(self.output_dir, "val_log.csv")
+        self._t_start, self._step_seconds = 0.0, math.nan
 
     def attach(self, engine: Engine) -> None:
         """Start fresh files, then log train rows every `every` steps and val rows on each step validation."""
         register_step_events(engine)
         engine.add_event_handler(Events.STARTED, self._start)
+        # step_seconds: batch on device -> optimizer step done (MONAI's MODEL_COMPLETED), so validation and file
+        # writing that run on ITERATION_COMPLETED are not counted as training speed.
+        engine.add_event_handler(Events.ITERATION_STARTED, self._tick)
+        done = IterationEvents.MODEL_COMPLETED if IterationEvents.MODEL_COMPLETED in engine._allowed_events else Events.ITERATION_COMPLETED
+        engine.add_event_handler(done, self._tock)
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.every), self._train_row)
         engine.add_event_handler(StepValidationEvents.VALIDATION_COMPLETED, self._val_row)
 
@@ -65,6 +73,16 @@ class TrainingCSVLog:
             with open(path, "w", newline="") as f:
                 csv.writer(f).writerow(fields)
 
+    def _tick(self, engine: Engine) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._t_start = time.perf_counter()
+
+    def _tock(self, engine: Engine) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._step_seconds = time.perf_counter() - self._t_start
+
     def _append(self, path: str, row: list) -> None:
         with open(path, "a", newline="") as f:
             csv.writer(f).writerow(row)
@@ -75,7 +93,8 @@ class TrainingCSVLog:
         loss = from_engine(["loss"], first=True)(engine.state.output)
         lr = max(group["lr"] for group in self.optimizer.param_groups)
         self._append(self.train_path, [engine.state.iteration, engine.state.epoch, f"{float(loss):.6f}",
-                                       f"{batch_iou(engine.state.output):.6f}", f"{lr:.6g}"])
+                                       f"{batch_iou(engine.state.output):.6f}", f"{lr:.6g}",
+                                       f"{self._step_seconds:.4f}"])
 
     def _val_row(self, engine: Engine) -> None:
         if not is_rank0():

@@ -11,6 +11,8 @@ import pydicom_seg
 import SimpleITK as sitk
 
 logger = logging.getLogger(__name__)
+# pydicom-seg logs every frame at INFO; keep bundle logs readable
+logging.getLogger("pydicom_seg").setLevel(logging.WARNING)
 
 # Generic SNOMED CT codes: every segment is a "Tissue" of category "Anatomical structure". Task-specific codes are a
 # refinement PACS do not need to display or reload the segments.

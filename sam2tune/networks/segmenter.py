@@ -106,15 +106,28 @@ class SAM2Segmenter(nn.Module):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return (x - self.pixel_mean) / self.pixel_std
 
-    def encode(self, image: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """(B, C, H, W) -> {"image_embed": (B, 256, S/16, S/16), "high_res_feats": [(B, 32, S/4, S/4), (B, 64, S/8, S/8)]}."""
-        backbone_out = self.sam.forward_image(self.preprocess(image))
+    def encode(self, image: torch.Tensor, project_high_res: bool = True) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """(B, C, H, W) -> {"image_embed": (B, 256, S/16, S/16), "high_res_feats": [(B, 32, S/4, S/4), (B, 64, S/8, S/8)]}.
+
+        project_high_res=False returns the high-res maps before the mask decoder's conv_s0/conv_s1 (which train with
+        the decoder) as "raw_high_res_feats" ((B, C0, S/4, S/4), (B, C1, S/8, S/8)): what an embedding cache may keep.
+        """
+        x = self.preprocess(image)
+        # forward_image = image_encoder + the mask decoder's high-res 1x1 convs; the raw path stops before the convs.
+        backbone_out = self.sam.forward_image(x) if project_high_res else self.sam.image_encoder(x)
         _, feats, _, sizes = self.sam._prepare_backbone_features(backbone_out)
         if self.sam.directly_add_no_mem_embed:
             # Single images have no memory: SAM2 adds its learned "no memory" embedding (as its image predictor does).
             feats[-1] = feats[-1] + self.sam.no_mem_embed
         maps = [f.permute(1, 2, 0).reshape(f.shape[1], f.shape[2], *s) for f, s in zip(feats, sizes)]
-        return {"image_embed": maps[-1], "high_res_feats": maps[:-1]}
+        return {"image_embed": maps[-1], "high_res_feats" if project_high_res else "raw_high_res_feats": maps[:-1]}
+
+    def project_high_res(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Raw high-res maps from encode(project_high_res=False) -> the mask decoder's inputs (conv_s0 / conv_s1)."""
+        if not self.sam.use_high_res_features_in_sam:
+            return raw
+        decoder = self.sam.sam_mask_decoder
+        return [decoder.conv_s0(raw[0]), decoder.conv_s1(raw[1])]
 
     # ---- decoder -------------------------------------------------------------------------------------------------
     def embed_prompts(
@@ -168,6 +181,10 @@ class SAM2Segmenter(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features from `encode` + prompts -> (low-res logits (B, K, S/4, S/4), predicted IoU (B, K)); K = 1 or 3."""
         embed = self.embed_dropout(features["image_embed"])
+        if "high_res_feats" in features:
+            high_res = features["high_res_feats"]
+        else:
+            high_res = self.project_high_res(features["raw_high_res_feats"])
         batch = embed.shape[0]
         sparse, dense = self.embed_prompts(batch, boxes, point_coords, point_labels, mask_prompt, scale)
         multi = self.multimask_output if multimask_output is None else multimask_output
@@ -178,7 +195,7 @@ class SAM2Segmenter(nn.Module):
             dense_prompt_embeddings=dense.to(embed.dtype),
             multimask_output=multi,
             repeat_image=False,
-            high_res_features=features["high_res_feats"],
+            high_res_features=high_res,
         )
         return low_res, iou
 

@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Images/s and peak memory of SAM2 fine-tuning per strategy (training step and encoder inference), CPU or CUDA.
+
+python scripts/benchmark.py [--device cpu|cuda] [--image_size 1024] [--variant tiny] [--strategies full,lora,...]
+                            [--batch_size 16] [--steps N] [--out results.json] [--markdown docs/benchmarks.md]
+python scripts/benchmark.py --from_json docs/benchmarks_gpu.json,docs/benchmarks_cpu.json --markdown docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(_REPO_ROOT) not in sys.path:  # run from a fresh clone without `pip install -e .`
+    sys.path.insert(0, str(_REPO_ROOT))
+
+from sam2tune.speed.report import load_results, write_markdown  # noqa: E402
+from sam2tune.speed.runner import BenchmarkSettings, run_benchmark  # noqa: E402
+from sam2tune.speed.training import ROWS  # noqa: E402
+
+PREAMBLE_FILE = _REPO_ROOT / "docs" / "benchmarks_preamble.md"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options (defaults depend on the device: small and short on CPU)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--image_size", type=int, default=None, help="model input size (default 1024 on cuda, 64 on cpu)")
+    p.add_argument("--variant", default="tiny", choices=["tiny", "small", "base_plus", "large"])
+    p.add_argument("--batch_size", type=int, default=None, help="default 16 on cuda, 2 on cpu")
+    p.add_argument("--strategies", default="all",
+                   help=f"comma list of row ids or strategies (all, or among: {', '.join(r.id for r in ROWS)}, "
+                   "full, lora, adapter, decoder_only, cached, inference, 3d)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per row (default 10 on cuda, 2 on cpu)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3 on cuda, 1 on cpu)")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="torch.compile rows (auto: CUDA only)")
+    p.add_argument("--channels_last", action="store_true", help="channels_last model and inputs")
+    p.add_argument("--peak_tflops", type=float, default=None, help="bf16 peak for the fraction column (default: by GPU name)")
+    p.add_argument("--no_pipeline", action="store_true", help="skip the data-pipeline benchmark")
+    p.add_argument("--pipeline_workers", type=int, default=4)
+    p.add_argument("--pipeline_data", default=None, help="REFUGE layout to load (default: phantoms in a temp dir)")
+    p.add_argument("--out", default="benchmark.json", help="JSON result file")
+    p.add_argument("--markdown", default=None, help="write a Markdown report here (this run + --merge files)")
+    p.add_argument("--merge", default="", help="comma list of earlier JSON results to add to the Markdown report")
+    p.add_argument("--from_json", default="", help="no measuring: only write --markdown from these JSON files")
+    return p.parse_args(argv)
+
+
+def _preamble() -> str:
+    return PREAMBLE_FILE.read_text() if PREAMBLE_FILE.is_file() else "# Benchmarks\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure (or only render), write JSON and optionally Markdown; print one line per row."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.from_json:
+        if not args.markdown:
+            raise SystemExit("--from_json needs --markdown PATH to write.")
+        paths = [p for p in args.from_json.split(",") if p]
+        print(write_markdown(load_results(paths), args.markdown, _preamble()))
+        return 0
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device == "cuda"
+    settings = BenchmarkSettings(
+        device=device,
+        image_size=args.image_size or (1024 if cuda else 64),
+        variant=args.variant,
+        batch_size=args.batch_size or (16 if cuda else 2),
+        steps=args.steps or (10 if cuda else 2),
+        warmup=args.warmup if args.warmup is not None else (3 if cuda else 1),
+        strategies=args.strategies,
+        compile=args.compile,
+        channels_last=args.channels_last,
+        peak_tflops=args.peak_tflops,
+        pipeline=not args.no_pipeline,
+        pipeline_workers=args.pipeline_workers,
+        pipeline_data_dir=args.pipeline_data,
+        command="python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    )
+    result = run_benchmark(settings)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str))
+    print(f"device: {result['device']}")
+    for r in result["rows"]:
+        if r["status"] != "ok":
+            print(f"{r['name']:<58} {r['status']}: {r.get('reason') or r.get('error')}")
+        elif "images_per_s" in r:
+            print(f"{r['name']:<58} {r['images_per_s']:9.1f} images/s  peak {r['peak_mem_gib']:.2f} GiB")
+        else:
+            print(f"{r['name']:<58} {r.get('seconds', float('nan')):9.2f} s")
+    for p in result["pipeline"]:
+        print(f"pipeline: {p['name']:<50} " + (p["error"] if "error" in p else f"{p['step_images_per_s']:.1f} images/s"))
+    print(f"wrote {out}")
+    if args.markdown:
+        merged = load_results([p for p in args.merge.split(",") if p])
+        print(f"wrote {write_markdown([result, *merged], args.markdown, _preamble())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

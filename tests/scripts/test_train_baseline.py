@@ -1,0 +1,56 @@
+"""scripts/train_baseline.py: argument handling, the overrides it puts into a bundle, and clear errors.
+
+The full train + evaluate path of the script runs in tests/scripts/test_compare.py (one shared tiny run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from sam2tune.baselines.workflow import model_overrides
+
+REPO = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("train_baseline", REPO / "scripts" / "train_baseline.py")
+train_baseline = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_baseline)
+
+
+def _settings(*argv):
+    return train_baseline.settings_from_args(train_baseline.build_parser().parse_args(list(argv)))
+
+
+def test_settings_tiny_flags_and_set():
+    s = _settings("--model", "resnet", "--bundle", "b", "--tiny", "--max_epochs", "3", "--device", "cpu",
+                  "--set", "val_interval=2", "--set", "dataset_dir=/data/x")
+    assert s["image_size"] == 64 and s["max_epochs"] == 3 and s["val_interval"] == 2
+    assert s["device"] == "$torch.device('cpu')" and s["dataset_dir"] == "/data/x"
+    with pytest.raises(SystemExit, match="--model sam2 only"):
+        _settings("--model", "resnet", "--bundle", "b", "--finetune", "lora")
+    with pytest.raises(SystemExit, match="KEY=JSON"):
+        _settings("--model", "resnet", "--bundle", "b", "--set", "oops")
+
+
+def test_resnet_overrides_swap_only_network_optimizer_and_prompts():
+    over = model_overrides("resnet", "optic_cup_fundus_sam2", prompt="box")
+    assert set(over) == {"network_def", "network", "optimizer#params", "prepare_batch#prompts"}
+    assert over["network_def"]["_target_"] == "sam2tune.baselines.ResNetUNet"
+    assert over["network_def"]["in_channels"] == 3 and over["network_def"]["prompt_channel"] is True
+    assert over["prepare_batch#prompts"] == ["boxes"]
+    none = model_overrides("resnet", "optic_cup_fundus_sam2", prompt="none", evaluate=True, distributed=True)
+    assert none["prepare_batch#prompts"] == [] and "network#module" in none
+    assert none["network_def"]["pretrained_checkpoint"] == "$@ckpt_dir + '/model.pt'"
+    assert model_overrides("sam2", "optic_cup_fundus_sam2") == {}
+    with pytest.raises(ValueError, match="model must be one of"):
+        model_overrides("vit", "optic_cup_fundus_sam2")
+
+
+def test_cli_errors_name_the_reason(tmp_path, capsys):
+    """main() in-process (a subprocess would re-import torch + monai): exit status 2 and the reason on stderr."""
+    rc = train_baseline.main(["--model", "yolo", "--bundle", "optic_cup_fundus_sam2", "--out", str(tmp_path / "y")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--model yolo is not available" in err and "adapter" in err
+    rc = train_baseline.main(["--model", "resnet", "--bundle", "no_such_bundle", "--out", str(tmp_path / "b")])
+    assert rc == 2 and "no_such_bundle" in capsys.readouterr().err
