@@ -39,9 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3 on cuda, 1 on cpu)")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="torch.compile rows (auto: CUDA only)")
     p.add_argument("--channels_last", action="store_true", help="channels_last model and inputs")
+    p.add_argument("--cpu_bf16", action="store_true", help="run bf16 rows in bf16 on CPU too (default fp32 there)")
     p.add_argument("--peak_tflops", type=float, default=None, help="bf16 peak for the fraction column (default: by GPU name)")
     p.add_argument("--no_pipeline", action="store_true", help="skip the data-pipeline benchmark")
     p.add_argument("--pipeline_workers", type=int, default=4)
+    p.add_argument("--pipeline_batches", type=int, default=4, help="batches per pipeline pass")
+    p.add_argument("--pipeline_source_size", type=int, default=512, help="side of the phantom JPEGs written")
+    p.add_argument("--pipeline_row", default="bf16_decoder_only", help="row whose step the pipeline feeds")
     p.add_argument("--pipeline_data", default=None, help="REFUGE layout to load (default: phantoms in a temp dir)")
     p.add_argument("--out", default="benchmark.json", help="JSON result file")
     p.add_argument("--markdown", default=None, help="write a Markdown report here (this run + --merge files)")
@@ -81,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         peak_tflops=args.peak_tflops,
         pipeline=not args.no_pipeline,
         pipeline_workers=args.pipeline_workers,
+        pipeline_batches=args.pipeline_batches,
+        pipeline_source_size=args.pipeline_source_size,
         pipeline_data_dir=args.pipeline_data,
+        pipeline_row=args.pipeline_row,
+        cpu_bf16=args.cpu_bf16,
         command="python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv),
     )
     result = run_benchmark(settings)

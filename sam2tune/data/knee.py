@@ -116,7 +116,7 @@ def _same_grid(ref: sitk.Image, other: sitk.Image, tol: float = 1e-3) -> str | N
 def _check_meta(subject: str, meta: dict, rows: int, cols: int, spacing: tuple, source: str) -> None:
     for key in ("pixel_spacing", "slice_thickness", "rows", "columns"):
         if key not in meta:
-            raise KneeDataError(subject, f"{source} {key}", f"missing; add it (see docs/data_formats.md).")
+            raise KneeDataError(subject, f"{source} {key}", "missing; add it (see docs/data_formats.md).")
     if (int(meta["rows"]), int(meta["columns"])) != (rows, cols):
         raise KneeDataError(subject, f"{source} rows/columns", f"{meta['rows']}x{meta['columns']} but the image is "
                             f"{rows}x{cols}.")

@@ -23,7 +23,7 @@ _REQUIRED_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpaci
 
 def _reference_geometry(headers: list[pydicom.Dataset], files: list[str]) -> tuple[list, list, list]:
     """Reference headers -> (origin, spacing (x,y,z), direction (row-major 3x3)) matching label_map slice order."""
-    for path, ds in zip(files, headers):
+    for path, ds in zip(files, headers, strict=True):
         missing = [t for t in _REQUIRED_TAGS if t not in ds]
         if missing:
             raise ValueError(

@@ -57,7 +57,7 @@ def cartilage_thickness(mask: np.ndarray, slice_spacings: Sequence[Sequence[floa
 def tissue_volume(mask: np.ndarray, slice_spacings: Sequence[Sequence[float]]) -> dict:
     """Mask (D,H,W) + per-slice (dz, dy, dx) -> {"volume_mm3"}: sum of voxel counts x voxel volume per slice."""
     counts = mask.reshape(mask.shape[0], -1).sum(axis=1)
-    return {"volume_mm3": float(sum(c * float(np.prod(s)) for c, s in zip(counts, slice_spacings)))}
+    return {"volume_mm3": float(sum(c * float(np.prod(s)) for c, s in zip(counts, slice_spacings, strict=True)))}
 
 
 def tissue_height(mask: np.ndarray, slice_spacings: Sequence[Sequence[float]]) -> dict:

@@ -97,6 +97,9 @@ class BiomarkerMetric:
         spacings = list(slice_spacings)
         if self.representative_slice:
             z = self.pick_slice(gt, meta_slice)
+            if not 0 <= z < gt.shape[0]:
+                raise TissueMissingError(f"subject {subject}, metadata_for_ml.json slice: {z} is outside the volume's "
+                                         f"{gt.shape[0]} slices; fix the index (0-based).")
             pred, gt, spacings = pred[z:z + 1], gt[z:z + 1], spacings[z:z + 1]
             maps = {k: v[z:z + 1] for k, v in maps.items()}
         p, g = self.measure(pred, maps, spacings), self.measure(gt, maps, spacings)

@@ -14,7 +14,7 @@ from monai.transforms import Compose, Resized
 
 from sam2tune.data.refuge import refuge_datalist
 from sam2tune.speed.measure import synchronize
-from sam2tune.speed.training import ROWS, build_network, make_step, synthetic_batch
+from sam2tune.speed.training import ROWS, build_network, effective_bf16, make_step, synthetic_batch
 from sam2tune.transforms import LoadJPEGd, LoadRaterMeand, SimulatePromptsd
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ def benchmark_pipeline(
     data_dir: str | None = None,
     source_size: int = 512,
     row_id: str = "bf16_decoder_only",
+    cpu_bf16: bool = False,
 ) -> list[dict]:
     """Step time with synthetic tensors vs real JPEG loading (plain, workers + pinned + persistent, decoded cache).
 
@@ -101,7 +102,7 @@ def benchmark_pipeline(
         net = build_network(variant, image_size, row, device)
         fixed = synthetic_batch(batch_size, image_size, device)
         holder = {"batch": fixed}
-        inner = make_step(row, net, holder["batch"], device)
+        inner = make_step(row, net, holder["batch"], device, bf16=effective_bf16(row, device, cpu_bf16))
 
         def step(data: dict) -> None:
             holder["batch"].update(data)  # make_step's closure reads the same dict, so new data flows in

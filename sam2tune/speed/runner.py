@@ -38,6 +38,9 @@ class BenchmarkSettings:
     pipeline: bool = True
     pipeline_workers: int = 4
     pipeline_batches: int = 4
+    pipeline_source_size: int = 512
+    pipeline_row: str = "bf16_decoder_only"
+    cpu_bf16: bool = False
     pipeline_data_dir: str | None = None
     command: str = field(default_factory=lambda: " ".join(sys.argv))
 
@@ -108,7 +111,7 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
                 entry |= {"status": "skipped", "reason": compile_reason}
             else:
                 entry |= run_row(row, settings.variant, settings.image_size, settings.batch_size, device,
-                                 settings.steps, settings.warmup, settings.channels_last, peak)
+                                 settings.steps, settings.warmup, settings.channels_last, peak, settings.cpu_bf16)
         except Exception as e:  # noqa: BLE001 - an OOM or a failing option must not lose the other rows
             logger.warning("row %s failed: %s", row.id, e)
             entry |= {"status": "error", "error": f"{type(e).__name__}: {e}"[:1000]}
@@ -123,7 +126,8 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
             from sam2tune.speed.pipeline import benchmark_pipeline
 
             pipeline = benchmark_pipeline(settings.image_size, settings.batch_size, device, settings.variant,
-                                          settings.pipeline_batches, settings.pipeline_workers, settings.pipeline_data_dir)
+                                          settings.pipeline_batches, settings.pipeline_workers, settings.pipeline_data_dir,
+                                          settings.pipeline_source_size, settings.pipeline_row, settings.cpu_bf16)
         except Exception as e:  # noqa: BLE001
             logger.warning("pipeline benchmark failed: %s", e)
             pipeline = [{"name": "pipeline", "error": f"{type(e).__name__}: {e}"[:1000]}]

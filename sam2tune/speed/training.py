@@ -103,14 +103,22 @@ def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
-def make_step(row: Row, net: SAM2Segmenter, batch: dict, device: torch.device, compile_model: bool = False) -> Callable[[], object]:
+def effective_bf16(row: Row, device: torch.device, cpu_bf16: bool = False) -> bool:
+    """bf16 rows run bf16 on CUDA; on CPU only when asked (bf16 matmuls are emulated, hence slow, on most CPUs)."""
+    return row.bf16 and (device.type == "cuda" or cpu_bf16)
+
+
+def make_step(
+    row: Row, net: SAM2Segmenter, batch: dict, device: torch.device, compile_model: bool = False, bf16: bool | None = None
+) -> Callable[[], object]:
     """A closure running one step of `row` on `batch` (train: forward + loss + backward + AdamW; inference: encode)."""
+    bf16 = row.bf16 if bf16 is None else bf16
     if row.kind == "inference":
         net.eval()
         encode = torch.compile(net.encode) if compile_model else net.encode
 
         def infer_step():
-            with torch.inference_mode(), _autocast(device, row.bf16):
+            with torch.inference_mode(), _autocast(device, bf16):
                 return encode(batch["image"])
 
         return infer_step
@@ -120,7 +128,7 @@ def make_step(row: Row, net: SAM2Segmenter, batch: dict, device: torch.device, c
     if row.kind == "cached":
         # Computed once, as EmbeddingCache does: later steps only run prompt encoder + mask decoder.
         net.eval()
-        with torch.no_grad(), _autocast(device, row.bf16):
+        with torch.no_grad(), _autocast(device, bf16):
             features = net.encode(batch["image"], project_high_res=False)
         net.train()
     model = torch.compile(net) if compile_model else net
@@ -130,7 +138,7 @@ def make_step(row: Row, net: SAM2Segmenter, batch: dict, device: torch.device, c
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, row.bf16):
+        with _autocast(device, bf16):
             logits = model(batch["image"], boxes=batch["boxes"], features=features)
         loss = loss_fn(logits.float(), batch["label"])
         loss.backward()
@@ -150,6 +158,7 @@ def run_row(
     warmup: int,
     channels_last: bool = False,
     peak_tflops: float | None = None,
+    cpu_bf16: bool = False,
 ) -> dict:
     """Measure one row; returns images/s, step ms, peak memory, counted FLOPs per image and fraction of peak."""
     batch_size = row.batch_size or batch_size
@@ -158,13 +167,14 @@ def run_row(
     if channels_last:
         batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
     # FLOPs are counted on an eager step (FlopCounterMode does not see inside compiled graphs).
-    flops = count_flops(make_step(row, net, batch, device)) / batch_size
-    step = make_step(row, net, batch, device, compile_model=row.compile)
+    bf16 = effective_bf16(row, device, cpu_bf16)
+    flops = count_flops(make_step(row, net, batch, device, bf16=bf16)) / batch_size
+    step = make_step(row, net, batch, device, compile_model=row.compile, bf16=bf16)
     out = time_steps(step, device, batch_size, steps=steps, warmup=warmup + (2 if row.compile else 0))
-    out |= {"batch_size": batch_size, "gflop_per_image": flops / 1e9}
+    out |= {"batch_size": batch_size, "gflop_per_image": flops / 1e9, "precision": "bf16" if bf16 else "fp32"}
     achieved = out["images_per_s"] * flops / 1e12
     out["achieved_tflops"] = achieved
-    out["fraction_of_peak"] = achieved / peak_tflops if peak_tflops and row.bf16 else None
+    out["fraction_of_peak"] = achieved / peak_tflops if peak_tflops and bf16 else None
     if not math.isfinite(out["images_per_s"]):
         raise RuntimeError(f"row {row.id}: non-finite throughput")
     return out

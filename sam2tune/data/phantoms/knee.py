@@ -70,6 +70,25 @@ def _analytic(p: dict, n_slices: int, dz: float) -> dict:
             "height_mm": float(ys.max() - ys.min())}
 
 
+def _tissue_map(values: dict, noise: float, lab2d: np.ndarray, bone: np.ndarray, fluid: np.ndarray,
+                anatomy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per-tissue constant values (+ Gaussian noise of sd ``noise`` inside the anatomy) -> (D,H,W) float32 map."""
+    m = np.zeros(lab2d.shape, np.float32)
+    m[bone & (lab2d == 0)] = values["bone"]
+    m[fluid] = values["fluid"]
+    for t in TISSUES:
+        m[lab2d == t] = values[t]
+    vol = np.where(anatomy, m[None], 0.0)
+    return (vol + rng.normal(0.0, noise, vol.shape) * (vol > 0)).astype(np.float32)
+
+
+def _as_nifti(arr: np.ndarray, reference: sitk.Image, path: str) -> None:
+    """Array (D,H,W) -> NIfTI on the reference (DICOM series) grid: spacing, origin and direction copied."""
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(reference)
+    sitk.WriteImage(img, path)
+
+
 def write_knee_phantoms(
     out: str,
     cases: int = 4,
@@ -114,31 +133,16 @@ def write_knee_phantoms(
         label[first:last] = lab2d
         anatomy = np.zeros((slices, rows, cols), bool)
         anatomy[first:last] = True
-
-        def tissue_map(values: dict, noise: float) -> np.ndarray:
-            m = np.zeros((rows, cols), np.float32)
-            m[bone & (lab2d == 0)] = values["bone"]
-            m[fluid] = values["fluid"]
-            for t in TISSUES:
-                m[lab2d == t] = values[t]
-            vol = np.where(anatomy, m[None], 0.0)
-            return (vol + rng.normal(0.0, noise, vol.shape) * (vol > 0)).astype(np.float32)
-
-        mr = tissue_map(MR_INTENSITY, 40.0)
-        t1rho, t2 = tissue_map(T1RHO_MS, map_noise_sd), tissue_map(T2_MS, map_noise_sd)
+        parts = (lab2d, bone, fluid, anatomy)
+        mr = _tissue_map(MR_INTENSITY, 40.0, *parts, rng)
+        t1rho, t2 = _tissue_map(T1RHO_MS, map_noise_sd, *parts, rng), _tissue_map(T2_MS, map_noise_sd, *parts, rng)
         sdir = os.path.join(out, subject)
         files = write_dicom_series(mr, os.path.join(sdir, "image"), (dz, dy, dx), patient_id=subject,
                                    series_description="SAG PD FS", origin=(-20.0, -30.0, -10.0))
         series_reader = sitk.ImageSeriesReader()
         series_reader.SetFileNames(files)
         reference = series_reader.Execute()
-
-        def as_nifti(arr: np.ndarray, path: str) -> None:
-            img = sitk.GetImageFromArray(arr)
-            img.CopyInformation(reference)
-            sitk.WriteImage(img, path)
-
-        as_nifti(label, os.path.join(sdir, "label.nii.gz"))
+        _as_nifti(label, reference, os.path.join(sdir, "label.nii.gz"))
         for name, vol in (("t1rho", t1rho), ("t2", t2)):
             if map_format == "dicom" or (map_format == "mixed" and name == "t1rho"):
                 # maps stored as uint16 with RescaleSlope 0.1: 0.1 ms resolution, as scanners export them
@@ -146,7 +150,7 @@ def write_knee_phantoms(
                                    series_description=name.upper(), origin=(-20.0, -30.0, -10.0),
                                    extra={"RescaleSlope": 0.1})
             else:
-                as_nifti(vol, os.path.join(sdir, f"{name}.nii.gz"))
+                _as_nifti(vol, reference, os.path.join(sdir, f"{name}.nii.gz"))
         rep = slices // 2
         meta_ml[subject] = {"pixel_spacing": [dy, dx], "slice_thickness": dz, "rows": rows, "columns": cols,
                             "slice": rep}
