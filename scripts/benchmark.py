@@ -22,7 +22,32 @@ from sam2tune.speed.report import load_results, write_markdown  # noqa: E402
 from sam2tune.speed.runner import BenchmarkSettings, run_benchmark  # noqa: E402
 from sam2tune.speed.training import ROWS  # noqa: E402
 
-PREAMBLE_FILE = _REPO_ROOT / "docs" / "benchmarks_preamble.md"
+PREAMBLE = """# Benchmarks: SAM2 fine-tuning speed
+
+Written by `scripts/benchmark.py` from its JSON results; nothing below is typed by hand. Every section is one run
+(one process, one device), so the ratio columns compare rows measured together.
+
+- **Rows.** One training step = forward + Dice/BCE loss + backward + AdamW step on random images with disc labels
+  and box prompts, model randomly initialised (weights do not change the speed). *medsam2-style* is our step with
+  Medical-SAM2's training settings (fp32, full fine-tune, batch 4), not its code. *frozen encoder* = finetune
+  `decoder_only`: the encoder still runs forward every step. *cached embeddings* = the encoder ran once before timing
+  (what `cache_embeddings: true` does each epoch after the first). *encoder inference* = `encode()` only.
+- **Columns.** images/s over the timed steps (device synchronised after each step); peak memory =
+  `torch.cuda.max_memory_allocated` per row on CUDA, process RSS on CPU (cumulative, so not comparable across rows);
+  × bf16 full = ratio against the plain bf16 full fine-tuning row of the same run; GFLOP/image = matmul/conv/attention
+  FLOPs of one step counted by `torch.utils.flop_counter` (checkpointed rows include the recomputation);
+  fraction of bf16 peak = achieved FLOP/s over the GPU's dense bf16 peak.
+- **CPU.** bf16 rows run in fp32 on CPU unless `--cpu_bf16` (bf16 matmuls are emulated, so slow, on most CPUs): the
+  precision column says which. Compile rows run on CUDA only unless `--compile on`.
+- **Cached embeddings and augmentation.** Random transforms that leave the pixels alone commute with the cache
+  (`SimulatePromptsd` prompt jitter, `RandDropBoxd`); geometric and intensity augmentation do not and are dropped
+  (bundle, with a warning) or refused (`check_commutes`). The cache key is a hash of the encoder weights, the model
+  image size and the preprocessing description, so a change of any of them recomputes the embeddings.
+
+Reproduce: `python scripts/benchmark.py --device cuda --image_size 1024 --variant tiny --batch_size 16
+--out docs/benchmarks_gpu.json --markdown docs/benchmarks.md --merge docs/benchmarks_cpu.json` (GPU) and
+`python scripts/benchmark.py --device cpu --image_size 128 --steps 3 --out docs/benchmarks_cpu.json` (CPU).
+"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,10 +79,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _preamble() -> str:
-    return PREAMBLE_FILE.read_text() if PREAMBLE_FILE.is_file() else "# Benchmarks\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     """Measure (or only render), write JSON and optionally Markdown; print one line per row."""
     args = parse_args(argv)
@@ -66,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.markdown:
             raise SystemExit("--from_json needs --markdown PATH to write.")
         paths = [p for p in args.from_json.split(",") if p]
-        print(write_markdown(load_results(paths), args.markdown, _preamble()))
+        print(write_markdown(load_results(paths), args.markdown, PREAMBLE))
         return 0
     import torch
 
@@ -109,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out}")
     if args.markdown:
         merged = load_results([p for p in args.merge.split(",") if p])
-        print(f"wrote {write_markdown([result, *merged], args.markdown, _preamble())}")
+        print(f"wrote {write_markdown([result, *merged], args.markdown, PREAMBLE)}")
     return 0
 
 
