@@ -1,6 +1,7 @@
 """sam2tune MONAI Label app: every bundle under bundles/ as interactive/automatic SAM2 infer + fine-tuning.
 
 Start: monailabel start_server --app monailabel_app --studies DIR --conf models all
+   or: --studies http://127.0.0.1:8042/dicom-web  (DICOMweb, e.g. Orthanc; labels go back as DICOM SEG)
 Options (--conf key value, or env SAM2TUNE_ML_<KEY>): see sam2tune.monailabel.settings.AppSettings.
 """
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 import logging
 
 from lib.configs.sam2_bundle import SAM2BundleConfig
+from monailabel.config import settings as ml_settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
 from sam2tune.monailabel.app import guard_infer_request
 from sam2tune.monailabel.datastore import VersionedLocalDatastore
+from sam2tune.monailabel.dicomweb import dicomweb_datastore
 from sam2tune.monailabel.settings import AppSettings
 from sam2tune.monailabel.strategy import EpistemicStrategy
 
@@ -35,12 +38,14 @@ class SAM2TuneApp(MONAILabelApp):
 
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
-        from monailabel.config import settings
-
-        return VersionedLocalDatastore(self.studies, extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
-                                       auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
-                                       read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
+            if ml_settings.MONAI_LABEL_DATASTORE.lower() in ("xnat", "dsa"):
+                return super().init_datastore()
+            # DICOMweb without MONAI Label's dcmqi download; DICOM SEG written with pydicom-seg
+            self.studies = self.studies.rstrip("/").strip()
+            return dicomweb_datastore(self.studies)
+        return VersionedLocalDatastore(self.studies, extensions=ml_settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+                                       auto_reload=ml_settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+                                       read_only=ml_settings.MONAI_LABEL_DATASTORE_READ_ONLY)
 
     def init_infers(self):
         return {k: v for c in self.bundles.values() for k, v in c.infer().items()}

@@ -1,7 +1,8 @@
 """Cached SAM2 image embeddings for decoder-side training with a frozen encoder (finetune decoder_only / prompt).
 
 The image encoder is ~90 % of a SAM2 training step. With a frozen encoder its output for a given image never
-changes, so it is computed once (no grad, eval mode, bf16 on CUDA with amp) and reused every epoch.
+changes, so it is computed once (no grad, eval mode, bf16 on CUDA with amp) and reused every epoch. The high-res
+maps are kept *before* the mask decoder's conv_s0/conv_s1, which train with the decoder and so run every step.
 
 What commutes with the cache: anything that leaves the image pixels alone — prompt simulation and jitter
 (SimulatePromptsd), box drop (RandDropBoxd), label-side choices. What does not: every geometric or intensity

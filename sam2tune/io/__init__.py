@@ -1,3 +1,4 @@
-"""File formats: DICOM series writing and DICOM SEG output of predictions."""
+"""File formats: DICOM series writing, DICOM SEG output, NIfTI / DICOM volumes on their grid."""
 
 from sam2tune.io.dicom_seg import read_dicom_seg, write_dicom_seg  # noqa: F401
+from sam2tune.io.volumes import Volume, read_volume, write_label_nifti  # noqa: F401

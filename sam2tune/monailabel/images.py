@@ -75,9 +75,17 @@ def slice_input(image: LoadedImage, k: int, in_channels: int) -> np.ndarray:
 
 
 def write_mask(image: LoadedImage, mask: np.ndarray, suffix: str = "") -> str:
-    """Label map -> temp file: PNG (H, W) for photos, NIfTI (I, J, K) with the image's affine for volumes."""
+    """Label map -> temp file: PNG (H, W) for photos, NIfTI (I, J, K) with the image's affine for volumes (NRRD if suffix is .nrrd)."""
     mask = np.asarray(mask, dtype=np.uint8)
-    if image.is_volume:
+    if image.is_volume and suffix == ".nrrd":
+        # OHIF v3's MONAI Label panel asks for NRRD: SimpleITK copies the source volume's geometry (LPS) verbatim
+        import SimpleITK as sitk
+
+        path = tempfile.NamedTemporaryFile(suffix=suffix, delete=False).name
+        out = sitk.GetImageFromArray(mask.transpose(2, 1, 0))  # (I, J, K) -> ITK's (K, J, I) array order
+        out.CopyInformation(sitk.ReadImage(image.path))
+        sitk.WriteImage(out, path, False)
+    elif image.is_volume:
         path = tempfile.NamedTemporaryFile(suffix=suffix or ".nii.gz", delete=False).name
         nib.save(nib.Nifti1Image(mask, image.affine), path)
     else:

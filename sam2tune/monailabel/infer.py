@@ -85,7 +85,8 @@ class SAM2InferTask(InferTask):
         else:
             mask, mean_prob = self._volume(image, prompts, threshold, c, bool(request.get("propagate", True)))
         label_value = 1
-        out = write_mask(image, mask * label_value)
+        ext = ".nrrd" if image.is_volume and request.get("result_extension") == ".nrrd" else ""  # OHIF asks for NRRD
+        out = write_mask(image, mask * label_value, ext)
         latency = time.perf_counter() - start
         result = {
             "label_names": dict(self.labels),

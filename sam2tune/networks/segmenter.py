@@ -119,7 +119,7 @@ class SAM2Segmenter(nn.Module):
         if self.sam.directly_add_no_mem_embed:
             # Single images have no memory: SAM2 adds its learned "no memory" embedding (as its image predictor does).
             feats[-1] = feats[-1] + self.sam.no_mem_embed
-        maps = [f.permute(1, 2, 0).reshape(f.shape[1], f.shape[2], *s) for f, s in zip(feats, sizes)]
+        maps = [f.permute(1, 2, 0).reshape(f.shape[1], f.shape[2], *s) for f, s in zip(feats, sizes, strict=True)]
         return {"image_embed": maps[-1], "high_res_feats" if project_high_res else "raw_high_res_feats": maps[:-1]}
 
     def project_high_res(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:

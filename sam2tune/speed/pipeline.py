@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import statistics
 import tempfile
 import time
 
@@ -53,11 +54,13 @@ def _loader_configs(num_workers: int, cuda: bool) -> list[tuple[str, str, dict]]
     ]
 
 
-def _epoch(loader, device: torch.device, step=None) -> tuple[int, float, float]:
-    """One pass: (images, total seconds, seconds spent waiting for the loader)."""
-    images, wait = 0, 0.0
+def _epoch(loader, device: torch.device, step=None) -> tuple[float, float]:
+    """One pass -> (images/s from the median batch time, fraction of the pass spent waiting for the loader).
+
+    The median batch (fetch + step) resists bursts from other processes on a shared machine.
+    """
+    per_batch, waits = [], []
     synchronize(device)
-    start = time.perf_counter()
     it = iter(loader)
     while True:
         t0 = time.perf_counter()
@@ -66,14 +69,17 @@ def _epoch(loader, device: torch.device, step=None) -> tuple[int, float, float]:
         except StopIteration:
             break
         image = batch["image"].as_tensor().to(device, non_blocking=True)
-        wait += time.perf_counter() - t0
+        waits.append(time.perf_counter() - t0)
         if step is not None:
             data = {"image": image, "label": batch["label"].as_tensor().to(device, non_blocking=True),
                     "boxes": torch.as_tensor(batch["box"]).float().to(device, non_blocking=True)}
             step(data)
         synchronize(device)
-        images += image.shape[0]
-    return images, time.perf_counter() - start, wait
+        per_batch.append((time.perf_counter() - t0, image.shape[0]))
+    if not per_batch:
+        raise ValueError("The data loader yielded no batch: fewer cases than batch_size.")
+    seconds, images = statistics.median(t for t, _ in per_batch), per_batch[0][1]
+    return images / seconds, sum(waits) / sum(t for t, _ in per_batch)
 
 
 def benchmark_pipeline(
@@ -110,15 +116,15 @@ def benchmark_pipeline(
 
         for _ in range(2):
             inner()
-        n, total = 0, 0.0
+        times = []
         for _ in range(batches):
             synchronize(device)
             t0 = time.perf_counter()
             inner()
             synchronize(device)
-            total += time.perf_counter() - t0
-            n += batch_size
-        results.append({"name": "synthetic tensors on device (no loading)", "step_images_per_s": n / total,
+            times.append(time.perf_counter() - t0)
+        results.append({"name": "synthetic tensors on device (no loading)",
+                        "step_images_per_s": batch_size / statistics.median(times),
                         "loader_images_per_s": None, "data_wait_fraction": 0.0})
         transform = pipeline_transforms(image_size)
         for name, kind, kwargs in _loader_configs(num_workers, device.type == "cuda"):
@@ -129,11 +135,10 @@ def benchmark_pipeline(
                     ds = Dataset(datalist, transform)
                 loader = DataLoader(ds, batch_size=batch_size, shuffle=False, drop_last=True, **kwargs)
                 _epoch(loader, device)  # warm-up pass: starts persistent workers
-                images, seconds, _ = _epoch(loader, device)
-                loader_rate = images / seconds
-                images, seconds, wait = _epoch(loader, device, step)
-                results.append({"name": name, "loader_images_per_s": loader_rate, "step_images_per_s": images / seconds,
-                                "data_wait_fraction": wait / seconds})
+                loader_rate, _ = _epoch(loader, device)
+                step_rate, wait = _epoch(loader, device, step)
+                results.append({"name": name, "loader_images_per_s": loader_rate, "step_images_per_s": step_rate,
+                                "data_wait_fraction": wait})
                 del loader, ds
             except Exception as e:  # one failing config (e.g. no shared memory for workers) must not lose the others
                 logger.exception("pipeline config %r failed", name)

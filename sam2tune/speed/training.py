@@ -93,7 +93,7 @@ def build_network(variant: str, image_size: int, row: Row, device: torch.device,
         strategy = row.strategy if row.kind == "train" else "decoder_only"
         apply_finetune(net, FinetuneConfig(strategy=strategy, activation_checkpointing=row.checkpointing))
     finally:
-        for q, level in zip(quiet, levels):
+        for q, level in zip(quiet, levels, strict=True):
             q.setLevel(level)
     net = net.to(device)
     return net.to(memory_format=torch.channels_last) if channels_last else net

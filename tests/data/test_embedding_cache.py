@@ -158,3 +158,23 @@ def test_reference_bundle_trains_on_cached_embeddings(tmp_path):
     assert len(cache) == n_train + n_val and cache.misses == n_train + n_val  # each image encoded once
     assert len(list((tmp_path / "cache").glob("*/*.pt"))) == n_train + n_val
     assert (tmp_path / "out" / "models" / "model.pt").is_file()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast equality of the cached path needs CUDA")
+def test_cached_path_matches_plain_under_bf16_on_cuda():
+    torch.manual_seed(0)
+    net = apply_finetune(SAM2Segmenter("tiny", 64, num_prompt_tokens=0), "decoder_only").cuda().train()
+    image, boxes, label = IMAGE.cuda(), BOXES.cuda(), LABEL.cuda()
+
+    def run(features=None):
+        net.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = net(image, boxes=boxes, features=features)
+        loss = DiceCELoss(sigmoid=True)(logits.float(), label)
+        loss.backward()
+        return loss.detach(), torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+
+    plain_loss, plain_grad = run()
+    cached_loss, cached_grad = run(EmbeddingCache(net, amp=True).features(image, IDS))
+    assert torch.allclose(plain_loss, cached_loss, rtol=2e-2, atol=1e-3)
+    assert torch.nn.functional.cosine_similarity(plain_grad, cached_grad, dim=0) > 0.99

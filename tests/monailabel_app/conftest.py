@@ -25,8 +25,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(studies: str, model_dir: str, log_path: str, conf: dict, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """`monailabel start_server --app monailabel_app ...` in its own process group -> (process, url) once /info/ answers."""
+def start_server(studies: str, model_dir: str, log_path: str, conf: dict, timeout: float = 120.0,
+                 env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`monailabel start_server --app monailabel_app ...` in its own process group -> (process, url) once /info/ answers.
+
+    `env` adds environment variables (e.g. MONAI Label settings such as MONAI_LABEL_DICOMWEB_CACHE_PATH).
+    """
     port = free_port()
     bindir = os.path.dirname(sys.executable)
     cmd = [os.path.join(bindir, "monailabel"), "start_server", "--app", str(REPO / "monailabel_app"), "--studies", studies,
@@ -34,7 +38,7 @@ def start_server(studies: str, model_dir: str, log_path: str, conf: dict, timeou
     for k, v in conf.items():
         cmd += ["--conf", k, str(v)]
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "SAM2TUNE_ML_MODEL_DIR": model_dir,
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO), **(env or {})}
     log = open(log_path, "w")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -60,6 +64,12 @@ def stop_server(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def server_control():
+    """(start_server, stop_server) for tests that start a server with their own studies (e.g. DICOMweb)."""
+    return start_server, stop_server
 
 
 @pytest.fixture(scope="session")

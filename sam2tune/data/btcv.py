@@ -1,0 +1,192 @@
+"""BTCV (Multi-Atlas Labeling Beyond the Cranial Vault) readers: the original NIfTI layout and the converted slices.
+
+```
+original:  <dataset_dir>/img/imgXXXX.nii.gz, <dataset_dir>/label/labelXXXX.nii.gz, optional dataset_0.json
+           (MONAI's datalist: {"training": [{"image": "imagesTr/img0001.nii.gz", "label": ...}], "validation": [...]};
+           paths relative to dataset_dir)
+slices:    <dataset_dir>/{Training,Test}/image/<case>/<i>.jpg + mask/<case>/<i>.npy (one (H, W) label map per slice)
+```
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+
+import nibabel as nib
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+BTCV_LABELS: dict[int, str] = {
+    1: "spleen",
+    2: "right_kidney",
+    3: "left_kidney",
+    4: "gallbladder",
+    5: "esophagus",
+    6: "liver",
+    7: "stomach",
+    8: "aorta",
+    9: "inferior_vena_cava",
+    10: "portal_and_splenic_veins",
+    11: "pancreas",
+    12: "right_adrenal_gland",
+    13: "left_adrenal_gland",
+}
+SPLITS = ("train", "val", "test", "all")
+_SLICE_SPLIT = {"train": "Training", "val": "Test", "test": "Test"}
+_HINT = (
+    "Expected <dataset_dir>/img/imgXXXX.nii.gz + label/labelXXXX.nii.gz (optionally dataset_0.json), or the slice "
+    "layout <dataset_dir>/{Training,Test}/image/<case>/<i>.jpg + mask/<case>/<i>.npy. "
+    "`python scripts/make_phantoms.py btcv --out DIR` writes a phantom dataset in the NIfTI layout."
+)
+
+
+def organ_id(key: int | str) -> int:
+    """Organ id or BTCV name ('liver', '6') -> id; ValueError naming the known organs otherwise."""
+    text = str(key).strip().lower()
+    if text.isdigit() and int(text) in BTCV_LABELS:
+        return int(text)
+    for k, name in BTCV_LABELS.items():
+        if text == name:
+            return k
+    known = ", ".join(f"{k} {v}" for k, v in BTCV_LABELS.items())
+    raise ValueError(f"Unknown organ {key!r}: this bundle knows {known}.")
+
+
+def _case_name(path: str) -> str:
+    name = os.path.basename(path.rstrip("/"))
+    return re.sub(r"\.nii(\.gz)?$", "", name)
+
+
+def _from_dataset_json(dataset_dir: str, split: str) -> list[dict] | None:
+    path = os.path.join(dataset_dir, "dataset_0.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}). {_HINT}") from err
+    keys = {"train": ["training"], "val": ["validation"], "test": ["validation"], "all": ["training", "validation"]}[split]
+    items = []
+    for key in keys:
+        for n, entry in enumerate(meta.get(key) or []):
+            if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
+                raise ValueError(f"{path}: {key} entry {n} must be {{'image': ..., 'label': ...}}, got {entry!r}.")
+            item = {k: os.path.normpath(os.path.join(dataset_dir, entry[k])) for k in ("image", "label")}
+            items.append(item | {"case": _case_name(item["image"])})
+    if not items:
+        raise ValueError(f"{path} has no '{'/'.join(keys)}' entries for split {split!r}. {_HINT}")
+    return items
+
+
+def _from_folders(dataset_dir: str, split: str, val_fraction: float) -> list[dict]:
+    images = sorted(glob.glob(os.path.join(dataset_dir, "img", "img*.nii*")))
+    items = []
+    for img in images:
+        label = os.path.join(dataset_dir, "label", os.path.basename(img).replace("img", "label", 1))
+        items.append({"image": img, "label": label, "case": _case_name(img)})
+    # Without dataset_0.json: a fixed split, the last val_fraction of the sorted cases for val/test.
+    n_val = max(1, round(len(items) * val_fraction)) if len(items) > 1 else 0
+    return {"train": items[: len(items) - n_val], "val": items[len(items) - n_val :], "test": items[len(items) - n_val :], "all": items}[split]
+
+
+def _from_slices(dataset_dir: str, split: str) -> list[dict]:
+    parts = ["Training", "Test"] if split == "all" else [_SLICE_SPLIT[split]]
+    items = []
+    for part in parts:
+        for case_dir in sorted(glob.glob(os.path.join(dataset_dir, part, "image", "*"))):
+            case = os.path.basename(case_dir)
+            items.append({"image": case_dir, "label": os.path.join(dataset_dir, part, "mask", case), "case": case})
+    return items
+
+
+def btcv_datalist(dataset_dir: str, split: str = "train", val_fraction: float = 0.2) -> list[dict]:
+    """BTCV folder (either layout) -> [{"image", "label", "case"}] for split train | val | test | all."""
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}: choose one of {', '.join(SPLITS)}.")
+    if not os.path.isdir(dataset_dir):
+        raise FileNotFoundError(f"BTCV dataset folder not found: {dataset_dir}. {_HINT}")
+    items = _from_dataset_json(dataset_dir, split)
+    if items is None and os.path.isdir(os.path.join(dataset_dir, "img")):
+        items = _from_folders(dataset_dir, split, val_fraction)
+    if items is None and os.path.isdir(os.path.join(dataset_dir, "Training")):
+        items = _from_slices(dataset_dir, split)
+    if not items:
+        raise FileNotFoundError(f"No BTCV cases for split {split!r} in {dataset_dir}. {_HINT}")
+    return items
+
+
+def read_slice_folder(image_dir: str, mask_dir: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Slice layout case -> (image (D, H, W) float in [0, 1], label (D, H, W) int or None), slices in numeric order."""
+    from PIL import Image
+
+    files = sorted(glob.glob(os.path.join(image_dir, "*.jpg")), key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0))
+    if not files:
+        raise FileNotFoundError(f"No <i>.jpg slices in {image_dir}. {_HINT}")
+    image = np.stack([np.asarray(Image.open(f).convert("L"), np.float32) / 255.0 for f in files])
+    if mask_dir is None:
+        return image, None
+    masks = []
+    for f in files:
+        npy = os.path.join(mask_dir, os.path.splitext(os.path.basename(f))[0] + ".npy")
+        if not os.path.isfile(npy):
+            raise FileNotFoundError(f"Slice {f} has no mask {npy}: every <i>.jpg needs mask/<case>/<i>.npy. {_HINT}")
+        masks.append(np.asarray(np.load(npy, allow_pickle=False)).astype(np.int16))
+    return image, np.stack(masks)
+
+
+def check_case(item: dict, atol: float = 1e-3) -> None:
+    """Raise a ValueError naming the case and the fix if its label disagrees with its image or is unusable."""
+    case, img_path, lab_path = item.get("case", "?"), item["image"], item["label"]
+    for key, p in (("image", img_path), ("label", lab_path)):
+        if not os.path.exists(p):
+            raise FileNotFoundError(f"case {case}: {key} {p} does not exist; fix the datalist or add the file.")
+    if os.path.isdir(img_path):
+        image, label = read_slice_folder(img_path, lab_path)
+        if image.shape != label.shape:
+            raise ValueError(f"case {case}: masks {label.shape} differ from slices {image.shape}; regenerate mask/{case}.")
+    else:
+        img, lab = nib.load(img_path), nib.load(lab_path)
+        if img.shape[:3] != lab.shape[:3]:
+            raise ValueError(
+                f"case {case}: label {lab_path} has shape {lab.shape[:3]} but image {img_path} has {img.shape[:3]}; "
+                "resample the label onto the image grid (nearest neighbour) or fix the pairing."
+            )
+        if not np.allclose(img.affine, lab.affine, atol=atol):
+            raise ValueError(
+                f"case {case}: label affine differs from the image affine ({lab_path} vs {img_path}); the label is not "
+                "on the image grid: resample it (nearest neighbour) or copy the image header."
+            )
+        if min(img.shape[:3]) == 0:
+            raise ValueError(f"case {case}: image {img_path} is empty (shape {img.shape}); remove it from the datalist.")
+        label = np.asarray(lab.dataobj)
+    values = np.unique(label)
+    unknown = [int(v) for v in values if v != 0 and int(v) not in BTCV_LABELS]
+    if unknown:
+        raise ValueError(f"case {case}: label holds ids {unknown} outside BTCV's 1-13; remap them or drop the case.")
+    if len(values) <= 1:
+        raise ValueError(f"case {case}: label {lab_path} holds no organ (background only); drop the case or fix the label.")
+
+
+def screen_cases(items: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Check every case -> (usable items, [{"case", "reason"}] skipped); each skip is logged with its fix."""
+    good, skipped = [], []
+    for item in items:
+        try:
+            check_case(item)
+            good.append(item)
+        except (ValueError, FileNotFoundError) as err:
+            logger.warning("Skipping %s", err)
+            skipped.append({"case": item.get("case", "?"), "reason": str(err)})
+    if not good:
+        reasons = "; ".join(s["reason"] for s in skipped)
+        raise ValueError(f"No usable BTCV case left after screening: {reasons}")
+    return good, skipped
+
+
+__all__ = ["BTCV_LABELS", "SPLITS", "btcv_datalist", "check_case", "organ_id", "read_slice_folder", "screen_cases"]

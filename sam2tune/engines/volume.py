@@ -1,0 +1,247 @@
+"""3D engines pieces for MONAI's SupervisedTrainer / SupervisedEvaluator: slice-window training with SAM2 memory,
+whole-volume propagation for evaluation, the propagation loss and gradient averaging for torchrun.
+
+Training: each volume gives a random window of consecutive slices (sam2tune.transforms.ct.RandSliceWindowd, reversed
+at random so backward propagation is trained too); every organ present on the window's first slice is an object
+prompted there (and every `prompt_freq` slices), then tracked through the window with SAM2's memory. Evaluation: every organ of the label is
+prompted on its middle slice and propagated both ways through the whole volume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from ignite.engine import Engine, Events
+from monai.engines.utils import IterationEvents, PrepareBatch
+from monai.inferers import Inferer
+from monai.losses import DiceLoss
+from monai.utils import convert_to_tensor
+from torch import nn
+
+from sam2tune.networks.propagator import ObjectPrompt, encode_frames, propagate_volume, track_objects
+from sam2tune.utils.dist import unwrap
+
+logger = logging.getLogger(__name__)
+
+
+def mask_box(mask: np.ndarray, jitter: float = 0.0, rng: np.random.Generator | None = None) -> list[float]:
+    """Binary (H, W) -> xyxy box (pixel edges), each side moved by up to `jitter` x box size."""
+    ys, xs = np.nonzero(mask)
+    box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+    if jitter and rng is not None:
+        size = np.array([box[2] - box[0], box[3] - box[1]] * 2)
+        box = box + rng.uniform(-jitter, jitter, 4) * size
+    h, w = mask.shape
+    return np.clip(box, 0, [w, h, w, h]).tolist()
+
+
+def organ_prompt(mask: np.ndarray, k: int, mode: str = "box", jitter: float = 0.0, rng=None) -> ObjectPrompt:
+    """Binary (H, W) slice mask -> ObjectPrompt on slice k: box, centre point ("points"), both, or the mask itself."""
+    if mode == "mask":
+        return ObjectPrompt(k, mask=mask.astype(np.float32))
+    box = mask_box(mask, jitter, rng) if mode in ("box", "box+points") else None
+    points = labels = None
+    if mode in ("points", "box+points"):
+        # the foreground pixel farthest from the border would be best; the median pixel is cheap and inside
+        ys, xs = np.nonzero(mask)
+        i = np.argsort(xs + ys * mask.shape[1])[len(xs) // 2]
+        points, labels = [[float(xs[i]), float(ys[i])]], [1]
+    if box is None and points is None:
+        raise ValueError(f"Unknown prompt mode {mode!r}: choose box, points, box+points or mask.")
+    return ObjectPrompt(k, box=box, points=points, point_labels=labels)
+
+
+class SliceWindowPrepareBatch(PrepareBatch):
+    """Slice windows (B, 1, T, H, W) + labels (from RandSliceWindowd) -> frames and prompts for the tracker.
+
+    Every organ on a window's first slice is one object, prompted there (`prompt_mode`) and again with a box every
+    `prompt_freq` slices where present (0 = first slice only). Returns (frames (B*T, 1, H, W), targets (O, T, H, W),
+    (), {"frame_table" (O, T), "init_prompts", "step_prompts"}).
+    """
+
+    def __init__(self, prompt_freq: int = 0, prompt_mode: str = "box", box_jitter: float = 0.1, max_objects: int = 13, seed: int = 0) -> None:
+        self.prompt_freq, self.mode, self.jitter, self.max_objects = prompt_freq, prompt_mode, box_jitter, max_objects
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
+        """Dict batch -> (frames, targets, (), tracker keyword args)."""
+        # plain tensors: MetaTensor batches carry per-item metadata that breaks slicing across the batch
+        images = convert_to_tensor(batchdata["image"], track_meta=False)
+        labels = np.asarray(convert_to_tensor(batchdata["label"], track_meta=False))
+        if images.ndim != 5:
+            raise ValueError(f"Slice windows must be (B, 1, T, H, W), got {tuple(images.shape)}: add RandSliceWindowd.")
+        n_vol, _, t = images.shape[:3]
+        targets, table, init, steps = [], [], [], {}
+        for b in range(n_vol):
+            window = labels[b, 0]
+            organs = [int(v) for v in np.unique(window[0]) if v != 0]
+            if len(organs) > self.max_objects:
+                organs = sorted(self.rng.choice(organs, self.max_objects, replace=False).tolist())
+            for organ in organs:
+                o = len(init)
+                binary = window == organ
+                targets.append(torch.from_numpy(binary.astype(np.float32)))
+                table.append(torch.arange(b * t, (b + 1) * t))
+                init.append(organ_prompt(binary[0], 0, self.mode, self.jitter, self.rng))
+                for s in range(self.prompt_freq, t, self.prompt_freq) if self.prompt_freq else ():
+                    if binary[s].any():
+                        steps.setdefault(s, {})[o] = organ_prompt(binary[s], s, "box", self.jitter, self.rng)
+        if not init:
+            raise ValueError("No organ on the first slice of any window: check the labels hold organs 1-13.")
+        step_prompts = {s: [d.get(o) for o in range(len(init))] for s, d in steps.items()}
+        frames = images[:, 0].reshape(n_vol * t, 1, *images.shape[-2:]).to(device=device, non_blocking=non_blocking)
+        targets = torch.stack(targets).to(device=device, non_blocking=non_blocking)
+        return frames, targets, (), {"frame_table": torch.stack(table), "init_prompts": init, "step_prompts": step_prompts}
+
+
+class SliceWindowInferer(Inferer):
+    """Training inferer: encode the window frames, track the objects with SAM2 memory -> {"logits", "object_scores"}."""
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, frame_table, init_prompts, step_prompts=None) -> dict:
+        """(N, 1, H, W) frames -> {"logits": (O, T, H, W), "object_scores": (O, T)}."""
+        net = unwrap(network)
+        features = encode_frames(net, inputs)
+        h, w = inputs.shape[-2:]
+        masks, scores = track_objects(net, features, frame_table, init_prompts, step_prompts, (h, w), high_res=True)
+        if masks.shape[-2:] != (h, w):
+            masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
+        return {"logits": masks, "object_scores": scores}
+
+
+class PropagationLoss(nn.Module):
+    """Dice + BCE on the masks of slices where the object is present, + BCE on SAM2's object-score logits."""
+
+    def __init__(self, dice_weight: float = 1.0, bce_weight: float = 1.0, object_weight: float = 1.0) -> None:
+        super().__init__()
+        self.dice_weight, self.bce_weight, self.object_weight = dice_weight, bce_weight, object_weight
+        self.dice = DiceLoss(sigmoid=True, reduction="none")
+
+    def forward(self, pred: dict, target: torch.Tensor) -> torch.Tensor:
+        """pred {"logits": (O, T, H, W), "object_scores": (O, T)}, target (O, T, H, W) binary -> scalar loss."""
+        logits, scores = pred["logits"].float(), pred["object_scores"].float()
+        present = target.flatten(2).amax(-1) > 0  # (O, T)
+        loss = self.object_weight * F.binary_cross_entropy_with_logits(scores, present.float())
+        if present.any():
+            # masks of absent-predicted objects are -1024 (no gradient); clamping keeps the loss value readable
+            lg, tg = logits[present].clamp(-20, 20)[:, None], target[present][:, None]
+            loss = loss + self.dice_weight * self.dice(lg, tg).mean() + self.bce_weight * F.binary_cross_entropy_with_logits(lg, tg)
+        return loss
+
+
+class VolumePromptPrepareBatch(PrepareBatch):
+    """Whole volumes (1, 1, D, H, W) + label -> (volume, label, (), {"prompts", "object_ids"}), batch first.
+
+    Every organ of the label is prompted on its key slice: "middle" = middle of its slice range (the largest slice
+    if the organ skips that one), "largest" = its largest slice.
+    """
+
+    def __init__(self, prompt_mode: str = "box", key_slice: str = "middle", organ_ids: Sequence[int] | None = None) -> None:
+        if key_slice not in ("middle", "largest"):
+            raise ValueError(f"key_slice must be 'middle' or 'largest', got {key_slice!r}.")
+        self.mode, self.key_slice = prompt_mode, key_slice
+        self.organ_ids = list(organ_ids) if organ_ids else None
+
+    def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
+        """Dict batch of one volume -> (volume (1, 1, D, H, W), label (1, 1, D, H, W), (), {"prompts", "object_ids"})."""
+        image = convert_to_tensor(batchdata["image"], track_meta=False)
+        label = convert_to_tensor(batchdata["label"], track_meta=False)
+        if image.shape[0] != 1:
+            raise ValueError(f"Volume evaluation takes one volume per batch, got {image.shape[0]}: set batch_size 1.")
+        lab = np.asarray(label[0, 0])
+        prompts, ids = [], []
+        for organ in self.organ_ids or [int(v) for v in np.unique(lab) if v != 0]:
+            binary = lab == organ
+            area = binary.reshape(binary.shape[0], -1).sum(1)
+            if not area.any():
+                continue
+            ks = np.nonzero(area)[0]
+            k = int((ks[0] + ks[-1]) // 2) if self.key_slice == "middle" else int(area.argmax())
+            if not area[k]:
+                k = int(area.argmax())
+            prompts.append([organ_prompt(binary[k], k, self.mode)])
+            ids.append(organ)
+        return image.to(device=device, non_blocking=non_blocking), label.to(device), (), {"prompts": prompts, "object_ids": ids}
+
+
+class VolumeInferer(Inferer):
+    """Propagate every prompted organ through the volume -> (1, num_classes, D, H, W) scores whose argmax is the
+    label map (channel 0 = 0, the decision threshold; organs not prompted stay at -1024). Times each volume."""
+
+    def __init__(self, num_classes: int = 14, chunk_size: int = 16, directions: str = "both") -> None:
+        self.num_classes, self.chunk_size, self.directions = num_classes, chunk_size, directions
+        self.times: list[float] = []
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, prompts, object_ids) -> torch.Tensor:
+        """(1, 1, D, H, W) volume -> (1, num_classes, D, H, W)."""
+        if inputs.ndim != 5 or inputs.shape[0] != 1:
+            raise ValueError(f"VolumeInferer takes one (1, 1, D, H, W) volume, got shape {tuple(inputs.shape)}.")
+        inputs = inputs[0].permute(1, 0, 2, 3)  # slices become SAM2 frames: (D, 1, H, W)
+        depth, _, h, w = inputs.shape
+        out = torch.full((1, self.num_classes, depth, h, w), -1024.0, device=inputs.device)
+        out[:, 0] = 0.0
+        if inputs.is_cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        if prompts:
+            with torch.no_grad():
+                logits, _ = propagate_volume(unwrap(network), inputs, prompts, self.chunk_size, self.directions)
+            for o, organ in enumerate(object_ids):
+                out[0, organ] = logits[o].float()
+        if inputs.is_cuda:
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - t0)
+        return out
+
+
+class GradientAllReduce:
+    """Average gradients over torchrun ranks before the optimizer step (no-op outside torch.distributed).
+
+    The 3D trainer calls SAM2's tracking functions directly rather than the network's forward, so a
+    DistributedDataParallel wrapper would never see the forward; this handler does its gradient sync instead.
+    At start it also broadcasts rank 0's parameters (ranks are seeded differently, so random parts differ). Attach it
+    before GradientClipping.
+    """
+
+    def attach(self, engine: Engine) -> None:
+        """Broadcast parameters when training starts; all-reduce on BACKWARD_COMPLETED (before optimizer.step)."""
+        engine.add_event_handler(Events.STARTED, self.broadcast)
+        engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self)
+
+    @staticmethod
+    def broadcast(engine: Engine) -> None:
+        """Copy rank 0's parameters to every rank (no-op outside torch.distributed)."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            with torch.no_grad():
+                for p in unwrap(engine.network).parameters():
+                    dist.broadcast(p.data, src=0)
+
+    def __call__(self, engine: Engine) -> None:
+        """All-reduce (mean) every trainable parameter's gradient."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        world = dist.get_world_size()
+        for group in engine.optimizer.param_groups:
+            for p in group["params"]:
+                if p.requires_grad:
+                    if p.grad is None:  # a part unused on this rank still joins the collective
+                        p.grad = torch.zeros_like(p)
+                    dist.all_reduce(p.grad)
+                    p.grad.div_(world)
+
+
+__all__ = [
+    "GradientAllReduce",
+    "PropagationLoss",
+    "SliceWindowInferer",
+    "SliceWindowPrepareBatch",
+    "VolumeInferer",
+    "VolumePromptPrepareBatch",
+    "mask_box",
+    "organ_prompt",
+]

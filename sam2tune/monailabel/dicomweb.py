@@ -1,0 +1,145 @@
+"""DICOMweb datastore (Orthanc, DCM4CHEE, Google Healthcare) that works offline: no dcmqi, SEG via pydicom-seg.
+
+MONAI Label 0.8.5 downloads dcmqi from GitHub when a DICOMweb datastore starts and writes DICOM SEG with dcmqi's
+`itkimage2segimage`. This subclass keeps its series download / NIfTI caching and replaces only the SEG write-back:
+the label is resampled onto the source series grid with SimpleITK, written with `sam2tune.io.write_dicom_seg`
+(pydicom-seg) and uploaded by STOW-RS.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from monailabel.datastore.dicom import DICOMwebClientX, DICOMWebDatastore
+from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.datastore import DefaultLabelTag
+
+from sam2tune.io.dicom_seg import write_dicom_seg
+from sam2tune.monailabel.datastore import check_image_id
+from sam2tune.monailabel.errors import bad_request, not_found, unprocessable
+from sam2tune.monailabel.images import load_image, read_label
+
+logger = logging.getLogger(__name__)
+
+
+def segment_names(label_info: dict, labels: list[int]) -> dict[int, str]:
+    """Names for the label values present: from `label_names` {name: value} (what our infer returns) or OHIF's
+    `label_info` [{"name", "idx"?}, ...] (i-th entry = i-th label, as MONAI Label's own SEG writer reads it)."""
+    names: dict[int, str] = {}
+    by_name = label_info.get("label_names")
+    if isinstance(by_name, dict):
+        names.update({int(v): str(k) for k, v in by_name.items()})
+    entries = label_info.get("label_info")
+    if isinstance(entries, list):
+        for i, entry in enumerate(entries):
+            if isinstance(entry, dict) and entry.get("name"):
+                value = int(entry.get("idx", labels[i] if i < len(labels) else i + 1))
+                names.setdefault(value, str(entry["name"]))
+    return {v: names.get(v, f"segment_{v}") for v in labels}
+
+
+def label_on_series(label_path: str, series_files: list[str]) -> np.ndarray:
+    """Label file (NIfTI/NRRD in patient space) -> (D, H, W) label map on the series grid, slices in `series_files` order."""
+    reference = sitk.ReadImage(series_files)
+    label = sitk.ReadImage(label_path)
+    if label.GetDimension() != 3:
+        raise unprocessable(f"Label {os.path.basename(label_path)} is {label.GetDimension()}D; a DICOM series needs a 3D label.")
+    # Nearest neighbour in physical space: the uploaded label may carry any orientation the client saved it in.
+    resampled = sitk.Resample(label, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
+    return sitk.GetArrayFromImage(resampled)
+
+
+class SAM2DICOMWebDatastore(DICOMWebDatastore):
+    """DICOMWebDatastore whose `save_label` (tag `final`) stores a pydicom-seg DICOM SEG back by STOW-RS (no dcmqi)."""
+
+    def get_image_uri(self, image_id: str) -> str:
+        """Series UID -> cached NIfTI path; "" (not an exception) for a series the server does not hold."""
+        check_image_id(image_id)
+        if image_id not in self.list_images():
+            return ""
+        return super().get_image_uri(image_id)
+
+    def _series_files(self, image_id: str) -> list[str]:
+        """The cached DICOM files of a series, sorted by position along the slice normal (GDCM's order)."""
+        image_dir = os.path.realpath(os.path.join(self._datastore.image_path(), image_id))
+        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(image_dir, image_id)) or list(
+            sitk.ImageSeriesReader.GetGDCMSeriesFileNames(image_dir))
+        if not files:
+            raise not_found(f"Series {image_id}: no DICOM files cached in {image_dir}; re-open the image (GET /infer or /datastore/image).")
+        return files
+
+    def upload_seg(self, image_id: str, label_filename: str, label_info: dict[str, Any]) -> tuple[str, str]:
+        """Label file -> DICOM SEG referencing the series -> STOW-RS; returns (SEG SeriesInstanceUID, SOPInstanceUID)."""
+        files = self._series_files(image_id)
+        label_map = label_on_series(label_filename, files)
+        labels = sorted(int(v) for v in np.unique(label_map) if v != 0)
+        if not labels:
+            raise unprocessable(f"Label {os.path.basename(label_filename)} for series {image_id} is empty; nothing to store as DICOM SEG.")
+        out = tempfile.NamedTemporaryFile(suffix=".dcm", delete=False).name
+        try:
+            write_dicom_seg(label_map, files, out, segment_names(label_info, labels),
+                            series_description=str(label_info.get("model") or "sam2tune"))
+            seg = pydicom.dcmread(out)
+            self._client.store_instances([seg])
+        finally:
+            os.unlink(out)
+        logger.info("Stored DICOM SEG %s (segments %s) for series %s", seg.SeriesInstanceUID, labels, image_id)
+        return str(seg.SeriesInstanceUID), str(seg.SOPInstanceUID)
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any], label_id: str = "") -> str:
+        """Validate -> (tag final) SEG to the DICOMweb server -> local cache copy; returns the label id."""
+        image_uri = self.get_image_uri(image_id)
+        if not image_uri:
+            raise not_found(f"Series {image_id!r} is not on the DICOMweb server (search filter {self._search_filter}).")
+        if label_tag and ("/" in label_tag or "\\" in label_tag or label_tag.startswith(".")):
+            raise bad_request(f"Label tag {label_tag!r} must be a plain name.")
+        converted = ""
+        if label_filename.endswith(".bin"):
+            # OHIF v3's MONAI Label panel uploads the raw labelmap buffer ("label.bin") in the image's voxel order
+            from monailabel.datastore.utils.convert import binary_to_image
+
+            label_filename = converted = binary_to_image(image_uri, label_filename)
+        try:
+            return self._save(image_id, image_uri, label_filename, label_tag, label_info)
+        finally:
+            if converted and os.path.exists(converted):
+                os.unlink(converted)
+
+    def _save(self, image_id: str, image_uri: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
+        read_label(label_filename, load_image(image_uri))  # 422 naming the file when it cannot be used
+        label_info = dict(label_info or {})
+        if label_tag == DefaultLabelTag.FINAL:
+            seg_series, seg_sop = self.upload_seg(image_id, label_filename, label_info)
+            info = self.get_image_info(image_id)
+            label_info.update({"SeriesInstanceUID": seg_series, "SOPInstanceUID": seg_sop,
+                               "StudyInstanceUID": info.get("StudyInstanceUID"), "PatientID": info.get("PatientID")})
+        return LocalDatastore.save_label(self, image_id, label_filename, label_tag, label_info)
+
+
+def dicomweb_datastore(url: str) -> SAM2DICOMWebDatastore:
+    """DICOMweb URL -> datastore configured from MONAI Label's settings (auth, prefixes, cache, filter), no dcmqi."""
+    from dicomweb_client.session_utils import create_session_from_user_pass
+    from monailabel.config import settings
+
+    url = url.rstrip("/").strip()
+    if "googleapis.com" in url:
+        from dicomweb_client.ext.gcp.session_utils import create_session_from_gcp_credentials
+
+        session = create_session_from_gcp_credentials()
+    elif settings.MONAI_LABEL_DICOMWEB_USERNAME and settings.MONAI_LABEL_DICOMWEB_PASSWORD:
+        session = create_session_from_user_pass(settings.MONAI_LABEL_DICOMWEB_USERNAME, settings.MONAI_LABEL_DICOMWEB_PASSWORD)
+    else:
+        session = None
+    client = DICOMwebClientX(url=url, session=session, qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
+                             wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX, stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
+    cache = (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip()
+    logger.info("DICOMweb datastore %s (SEG write-back: pydicom-seg, no dcmqi)", url)
+    return SAM2DICOMWebDatastore(client, settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER, cache or None,
+                                 settings.MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME, settings.MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI)
+

@@ -1,0 +1,279 @@
+"""3D propagation through slices with SAM2's own memory (memory attention + memory encoder + object pointers).
+
+The slices of a volume are SAM2 video frames, fed as tensors (never through JPEG folders). Objects (organs) are the
+batch dimension, and each object runs on its own time axis: step 0 is its prompted key slice, step s is slice
+``start + s`` (forward) or ``start - s`` (backward). So all objects advance together in one batched
+``SAM2Base._track_step`` per step even when their key slices differ, and SAM2's memory bank (indexed by step) is
+shared by construction. Both directions start from the prompted slice, so slices before the prompt are segmented too.
+Slices where an object is absent come out empty through SAM2's object-score head (mask logits set to -1024).
+
+Works on a ``SAM2Segmenter`` (its ``sam`` is the SAM2Base, its channel adapter maps 1-channel CT to RGB), so one
+network with one fine-tuning strategy serves 2D and 3D.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+NO_OBJECT_LOGIT = -1024.0  # what SAM2 writes into masks of absent objects (sam2_base.NO_OBJ_SCORE)
+
+
+@dataclass
+class ObjectPrompt:
+    """A prompt for one object on one slice, in input pixel coordinates of that slice (x = column, y = row)."""
+
+    slice: int
+    box: Sequence[float] | None = None  # xyxy
+    points: Sequence[Sequence[float]] | None = None  # (P, 2) xy
+    point_labels: Sequence[int] | None = None  # (P,) 1 positive / 0 negative
+    mask: np.ndarray | torch.Tensor | None = None  # (H, W) binary
+
+    def __post_init__(self) -> None:
+        if self.box is None and self.points is None and self.mask is None:
+            raise ValueError(f"Prompt on slice {self.slice} has no box, points or mask: give at least one.")
+        if self.points is not None and self.point_labels is None:
+            self.point_labels = [1] * len(self.points)
+
+
+@dataclass
+class FrameFeatures:
+    """SAM2 backbone features of N frames: per level (HW, N, C) maps, one shared positional map per level, sizes."""
+
+    feats: list[torch.Tensor]
+    pos: list[torch.Tensor]  # (HW, 1, C): identical for every frame, expanded on use
+    sizes: list[tuple[int, int]]
+
+    def select(self, idx: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Frame indices (B,) -> (features, positional maps) for those frames, batch B."""
+        feats = [f.index_select(1, idx) for f in self.feats]
+        pos = [p.expand(-1, idx.numel(), -1) for p in self.pos]
+        return feats, pos
+
+
+def encode_frames(segmenter, frames: torch.Tensor, chunk_size: int | None = None) -> FrameFeatures:
+    """(N, C, H, W) frames in [0, 1] -> FrameFeatures, through the segmenter's channel adapter and SAM2's encoder."""
+    sam = segmenter.sam
+    feats, pos, sizes = [], None, None
+    step = chunk_size or frames.shape[0]
+    for start in range(0, frames.shape[0], step):
+        x = segmenter.preprocess(frames[start : start + step])
+        _, vision, vision_pos, sizes = sam._prepare_backbone_features(sam.forward_image(x))
+        feats.append(vision)
+        pos = pos or [p[:, :1] for p in vision_pos]
+    return FrameFeatures([torch.cat(level, 1) for level in zip(*feats, strict=True)], pos, sizes)
+
+
+def _point_inputs(prompts: list[ObjectPrompt | None], scale: tuple[float, float], device) -> dict | None:
+    """Per-object prompts (None = no prompt) -> SAM2 point_inputs in model pixels; boxes are points labelled 2/3."""
+    rows = []
+    for p in prompts:
+        coords, labels = [], []
+        if p is not None and p.box is not None:
+            x0, y0, x1, y1 = (float(v) for v in p.box)
+            coords += [[x0, y0], [x1, y1]]
+            labels += [2, 3]
+        if p is not None and p.points is not None:
+            coords += [[float(x), float(y)] for x, y in p.points]
+            labels += [int(v) for v in p.point_labels]
+        rows.append((coords, labels))
+    width = max(len(c) for c, _ in rows)
+    if width == 0:
+        return None
+    coords = torch.zeros(len(rows), width, 2)
+    labels = torch.full((len(rows), width), -1, dtype=torch.int32)  # -1 = padding ("not a point")
+    for i, (c, lab) in enumerate(rows):
+        if c:
+            coords[i, : len(c)] = torch.tensor(c)
+            labels[i, : len(lab)] = torch.tensor(lab, dtype=torch.int32)
+    coords = coords * torch.tensor(scale)
+    return {"point_coords": coords.to(device), "point_labels": labels.to(device)}
+
+
+def _mask_inputs(prompts: list[ObjectPrompt], image_size: int, device) -> torch.Tensor:
+    masks = torch.stack([torch.as_tensor(np.asarray(p.mask), dtype=torch.float32) for p in prompts])[:, None]
+    return (F.interpolate(masks, size=(image_size, image_size), mode="bilinear", align_corners=False) > 0.5).float().to(device)
+
+
+def _step(sam, feats, pos, sizes, step, is_init, point_inputs, mask_inputs, memory, num_frames) -> dict:
+    """One SAM2 tracking step for a batch of objects (SAM2Base.track_step, keeping object scores in training too)."""
+    out, sam_outputs, _, _ = sam._track_step(
+        step, is_init, feats, pos, sizes, point_inputs, mask_inputs, memory, num_frames, False, None
+    )
+    _, _, _, low_res, high_res, obj_ptr, obj_score = sam_outputs
+    out.update(pred_masks=low_res, pred_masks_high_res=high_res, obj_ptr=obj_ptr, object_score_logits=obj_score)
+    sam._encode_memory_in_output(feats, sizes, point_inputs, True, high_res, obj_score, out)
+    return out
+
+
+def _merge(outs: list[dict], groups: list[list[int]], n: int) -> dict:
+    """Outputs of object sub-batches -> one output in the original object order."""
+    order = torch.tensor([i for g in groups for i in g])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(n)
+
+    def cat(values):
+        if isinstance(values[0], list):
+            return [cat([v[i] for v in values]) for i in range(len(values[0]))]
+        return torch.cat(values, 0)[inverse.to(values[0].device)]
+
+    return {k: cat([o[k] for o in outs]) for k in ("pred_masks", "pred_masks_high_res", "obj_ptr", "object_score_logits", "maskmem_features", "maskmem_pos_enc")}
+
+
+def track_objects(
+    segmenter,
+    features: FrameFeatures,
+    frame_table: torch.Tensor,
+    init_prompts: list[ObjectPrompt],
+    step_prompts: dict[int, list[ObjectPrompt | None]] | None = None,
+    input_hw: tuple[int, int] | None = None,
+    keep_steps: int | None = None,
+    high_res: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Track O objects over S steps -> (mask logits (O, S, h, w), object-score logits (O, S)).
+
+    frame_table (O, S): the frame (index into `features`) object o sees at step s, -1 once past the volume end
+    (that object then re-uses a valid frame and its outputs are ignored). init_prompts: one per object, step 0.
+    step_prompts: {step: per-object prompt or None}: extra (correction) prompts met on the way. Masks are SAM2's
+    low-res logits (image_size / 4), or full model resolution with high_res=True. keep_steps: drop memory older than
+    this many steps (inference; None keeps all, as training needs for backward).
+    """
+    sam = segmenter.sam
+    n_obj, n_steps = frame_table.shape
+    device = features.feats[-1].device
+    h, w = input_hw or (segmenter.image_size, segmenter.image_size)
+    scale = (segmenter.image_size / w, segmenter.image_size / h)
+    memory: dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    masks, scores = [], []
+    for s in range(n_steps):
+        idx = frame_table[:, s]
+        idx = torch.where(idx >= 0, idx, frame_table[:, 0]).to(device)  # finished objects idle on a valid frame
+        feats, pos = features.select(idx)
+        if s == 0:
+            groups = [[i for i, p in enumerate(init_prompts) if p.mask is not None], [i for i, p in enumerate(init_prompts) if p.mask is None]]
+            groups = [g for g in groups if g]
+            outs = []
+            for g in groups:
+                gi = torch.tensor(g, device=device)
+                sub_feats, sub_pos = [f.index_select(1, gi) for f in feats], [p[:, : len(g)] for p in pos]
+                prompts = [init_prompts[i] for i in g]
+                if prompts[0].mask is not None:
+                    outs.append(_step(sam, sub_feats, sub_pos, features.sizes, 0, True, None, _mask_inputs(prompts, sam.image_size, device), memory, n_steps))
+                else:
+                    outs.append(_step(sam, sub_feats, sub_pos, features.sizes, 0, True, _point_inputs(prompts, scale, device), None, memory, n_steps))
+            out = outs[0] if len(outs) == 1 else _merge(outs, groups, n_obj)
+            memory["cond_frame_outputs"][0] = out
+        else:
+            extra = (step_prompts or {}).get(s)
+            points = _point_inputs(extra, scale, device) if extra and any(p is not None for p in extra) else None
+            out = _step(sam, feats, pos, features.sizes, s, False, points, None, memory, n_steps)
+            memory["non_cond_frame_outputs"][s] = out
+            if keep_steps is not None:
+                memory["non_cond_frame_outputs"].pop(s - keep_steps, None)
+        masks.append(out["pred_masks_high_res" if high_res else "pred_masks"][:, 0])
+        scores.append(out["object_score_logits"][:, 0])
+        if keep_steps is not None:  # inference: memory attention only needs the memory features and pointers
+            out.pop("pred_masks_high_res", None)
+    return torch.stack(masks, 1), torch.stack(scores, 1)
+
+
+def _memory_horizon(sam) -> int:
+    """How many past steps SAM2 may read (mask memories and object pointers)."""
+    return max(sam.num_maskmem * max(sam.memory_temporal_stride_for_eval, 1), sam.max_obj_ptrs_in_encoder) + 1
+
+
+def propagate_volume(
+    segmenter,
+    volume: torch.Tensor,
+    prompts: Sequence[Sequence[ObjectPrompt]],
+    chunk_size: int = 16,
+    directions: str = "both",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D, C, H, W) volume in [0, 1] + per-object prompt lists -> (logits (O, D, H, W), object scores (O, D)).
+
+    Each object's first prompt is its key slice; propagation runs forward to the last slice and backward to the
+    first ("both"), or "forward" only. Further prompts of an object refine the slices they sit on when reached.
+    Slices an object never reaches hold -1024.
+    """
+    if volume.ndim != 4:
+        raise ValueError(f"propagate_volume expects a (D, C, H, W) volume, got shape {tuple(volume.shape)}.")
+    if directions not in ("both", "forward"):
+        raise ValueError(f"directions must be 'both' or 'forward', got {directions!r}.")
+    depth, _, h, w = volume.shape
+    if depth == 0 or h == 0 or w == 0:
+        raise ValueError(f"Empty volume (shape {tuple(volume.shape)}): nothing to propagate.")
+    if not prompts or any(not p for p in prompts):
+        raise ValueError("Every object needs at least one prompt (a list of ObjectPrompt per object).")
+    for o, plist in enumerate(prompts):
+        for p in plist:
+            if not 0 <= int(p.slice) < depth:
+                raise ValueError(f"Object {o}: prompt on slice {p.slice} is outside the volume (slices 0..{depth - 1}).")
+    features = encode_frames(segmenter, volume, chunk_size)
+    n_obj, device = len(prompts), volume.device
+    starts = torch.tensor([int(p[0].slice) for p in prompts])
+    low = None
+    scores = torch.full((n_obj, depth), NO_OBJECT_LOGIT, device=device)
+    for sign in (1, -1) if directions == "both" else (1,):
+        n_steps = int((depth - starts).max() if sign > 0 else (starts + 1).max())
+        table = starts[:, None] + sign * torch.arange(n_steps)[None]
+        table = torch.where((table >= 0) & (table < depth), table, torch.full_like(table, -1))
+        extra: dict[int, list] = {}
+        for o, plist in enumerate(prompts):
+            for p in plist[1:]:
+                s = (int(p.slice) - int(starts[o])) * sign
+                if 0 < s < n_steps:
+                    extra.setdefault(s, [None] * n_obj)[o] = p
+        masks, obj_scores = track_objects(segmenter, features, table, [p[0] for p in prompts], extra, (h, w), _memory_horizon(segmenter.sam))
+        if low is None:
+            low = torch.full((n_obj, depth, *masks.shape[-2:]), NO_OBJECT_LOGIT, device=device, dtype=masks.dtype)
+        valid = table >= 0
+        o_idx, s_idx = valid.nonzero(as_tuple=True)
+        low[o_idx, table[o_idx, s_idx]] = masks[o_idx.to(masks.device), s_idx.to(masks.device)]
+        scores[o_idx, table[o_idx, s_idx]] = obj_scores[o_idx, s_idx].to(scores.dtype)
+    logits = torch.cat([F.interpolate(low[:, k : k + chunk_size].float(), size=(h, w), mode="bilinear", align_corners=False) for k in range(0, depth, chunk_size)], 1)
+    return logits, scores
+
+
+def logits_to_labels(logits: torch.Tensor, object_ids: Sequence[int], threshold: float = 0.0) -> torch.Tensor:
+    """Per-object logits (O, D, H, W) -> label map (D, H, W): the id of the highest logit above threshold, else 0."""
+    best, arg = logits.max(0)
+    ids = torch.as_tensor(list(object_ids), device=logits.device, dtype=torch.int64)
+    return torch.where(best > threshold, ids[arg], torch.zeros_like(arg))
+
+
+def time_propagation(
+    segmenter,
+    depth: int = 100,
+    size: int = 512,
+    num_objects: int = 13,
+    device: str = "cuda",
+    amp: bool = True,
+    repeats: int = 3,
+) -> dict:
+    """Benchmark hook: seconds to propagate a random (depth, 1, size, size) volume, `num_objects` boxes on the middle
+    slice, both directions (encoder included) -> {"seconds": median, "all": [...], ...}."""
+    segmenter = segmenter.to(device).eval()
+    volume = torch.rand(depth, 1, size, size, device=device)
+    prompts = [[ObjectPrompt(depth // 2, box=[size * 0.3 + i, size * 0.3, size * 0.6 + i, size * 0.6])] for i in range(num_objects)]
+    times = []
+    use_amp = amp and str(device).startswith("cuda")
+    for _ in range(repeats + 1):  # the first run warms up kernels and allocators
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            propagate_volume(segmenter, volume, prompts)
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    times = times[1:]
+    return {"seconds": float(np.median(times)), "all": times, "depth": depth, "size": size, "num_objects": num_objects,
+            "image_size": segmenter.image_size, "variant": getattr(segmenter, "variant", "?"), "device": str(device), "amp": use_amp}
+
+
+__all__ = ["FrameFeatures", "ObjectPrompt", "encode_frames", "logits_to_labels", "propagate_volume", "time_propagation", "track_objects"]

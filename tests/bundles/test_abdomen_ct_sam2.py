@@ -1,0 +1,116 @@
+"""abdomen_ct_sam2 on BTCV phantoms: train / evaluate / infer (NIfTI and DICOM) with SAM2 memory propagation."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from sam2tune.data.phantoms.btcv import write_btcv_phantoms
+from sam2tune.io.dicom_series import write_dicom_series
+
+BUNDLE = "abdomen_ct_sam2"
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    """4 phantoms (3 train, 1 val) plus one validation case whose label is on another grid (to be skipped)."""
+    out = tmp_path_factory.mktemp("btcv")
+    write_btcv_phantoms(str(out), cases=4, seed=0, size=48, depth=12, val_fraction=0.25)
+    img = nib.load(str(out / "img" / "img0004.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros((48, 48, 6), np.uint8), img.affine), str(out / "label" / "label0099.nii.gz"))
+    meta = json.loads((out / "dataset_0.json").read_text())
+    meta["validation"].append({"image": "img/img0004.nii.gz", "label": "label/label0099.nii.gz"})
+    (out / "dataset_0.json").write_text(json.dumps(meta))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(phantoms, tmp_path_factory, bundle_tools):
+    """One short training run (LoRA + trainable memory) shared by the tests below."""
+    out = tmp_path_factory.mktemp("run")
+    bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(phantoms), output_dir=str(out), ckpt_dir=str(out / "models"),
+                              max_epochs=1, window=4, windows_per_volume=1, learning_rate=1e-3, **bundle_tools.TINY)
+    return out
+
+
+def test_training_leaves_contract_files(trained):
+    history = json.loads((trained / "training_history.json").read_text())
+    assert [r["epoch"] for r in history] == [1]
+    assert {"train_loss", "val_mean_dice", "val_mean_iou", "lr"} <= set(history[0]) and np.isfinite(history[0]["train_loss"])
+    state = torch.load(trained / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert not any("lora_" in k for k in state) and any(k.startswith("sam.memory_attention.") for k in state)
+    assert (trained / "models" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_evaluate_reports_whole_volumes_and_skips_bad_case(trained, phantoms, bundle_tools):
+    bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], dataset_dir=str(phantoms), output_dir=str(trained),
+                              ckpt_dir=str(trained / "models"), **bundle_tools.TINY)
+    ev = trained / "eval"
+    summary = json.loads((ev / "summary.json").read_text())
+    assert summary["n"] == 1 and summary["cases"] == ["img0004"]
+    assert summary["mean_seconds_per_volume"] > 0 and 0.0 <= summary["global_dice"] <= 1.0
+    assert len(summary["skipped"]) == 1 and "label0099" in summary["skipped"][0]["reason"]
+    label = np.asarray(nib.load(str(phantoms / "label" / "label0004.nii.gz")).dataobj)
+    rows = list(csv.DictReader(open(ev / "per_volume.csv")))
+    # every organ of the labelled volume is scored (whole volume, not a fraction of it)
+    assert {int(r["organ"]) for r in rows if int(r["label_voxels"])} == set(np.unique(label)) - {0}
+    assert sum(int(r["label_voxels"]) for r in rows) == int((label > 0).sum())
+    slices = list(csv.DictReader(open(ev / "per_slice.csv")))
+    assert set(np.nonzero(label.any((0, 1)))[0]) <= {int(r["slice"]) for r in slices}  # every labelled slice scored
+    assert (ev / "per_organ.csv").is_file() and len(os.listdir(ev / "qc")) >= 2
+
+
+def test_inference_cli_on_nifti_writes_label_map_on_input_grid(trained, phantoms, tmp_path, bundle_tools):
+    label = np.asarray(nib.load(str(phantoms / "label" / "label0004.nii.gz")).dataobj).transpose(2, 1, 0)  # (D, H, W)
+    k = int(np.argmax((label == 6).sum((1, 2))))
+    ys, xs = np.nonzero(label[k] == 6)
+    prompts = {"liver": {"slice": k, "box": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]},
+               "8": {"slice": 6, "points": [[24, 30]]}}
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file", bundle_tools.config_path(BUNDLE, "inference"),
+                          "--input_path", str(phantoms / "img" / "img0004.nii.gz"), "--output_dir", str(tmp_path / "out"),
+                          "--prompts_file", str(tmp_path / "prompts.json"), "--ckpt_dir", str(trained / "models"),
+                          "--image_size", "64", "--save_npy", "true"])
+    seg = nib.load(str(tmp_path / "out" / "img0004_seg.nii.gz"))
+    ref = nib.load(str(phantoms / "img" / "img0004.nii.gz"))
+    assert seg.shape == ref.shape and np.allclose(seg.affine, ref.affine)
+    assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 6, 8}
+    assert len(os.listdir(tmp_path / "out" / "img0004_npy")) == 12
+
+
+def test_inference_on_dicom_series_writes_dicom_seg(trained, phantoms, tmp_path, bundle_tools):
+    from sam2tune.io.dicom_seg import read_dicom_seg
+
+    ct = np.asarray(nib.load(str(phantoms / "img" / "img0004.nii.gz")).dataobj).transpose(2, 1, 0)
+    label = np.asarray(nib.load(str(phantoms / "label" / "label0004.nii.gz")).dataobj).transpose(2, 1, 0)
+    files = write_dicom_series(ct + 1024.0, str(tmp_path / "dcm"), spacing=(5.0, 0.8, 0.8), modality="CT",
+                               extra={"RescaleIntercept": -1024, "RescaleSlope": 1})
+    k = int(np.argmax((label == 1).sum((1, 2))))
+    np.save(tmp_path / "spleen.npy", (label[k] == 1).astype(np.uint8))
+    (tmp_path / "prompts.json").write_text(json.dumps({"spleen": {"slice": k, "mask": "spleen.npy"}}))
+    wf = bundle_tools.run_workflow(BUNDLE, ["inference"], run_id="inferring", input_path=str(tmp_path / "dcm"),
+                                   prompts_file=str(tmp_path / "prompts.json"), output_dir=str(tmp_path / "out"),
+                                   ckpt_dir=str(trained / "models"), image_size=64, device="cpu", amp=False)
+    assert wf is not None
+    seg_map, names = read_dicom_seg(str(tmp_path / "out" / "dcm_seg.dcm"), files)
+    assert names == {1: "spleen"} and seg_map.shape == ct.shape
+    # the mask prompt is the key slice's prediction (up to SAM2's low-res mask grid at image_size 64)
+    pred, truth = seg_map[k] > 0, label[k] == 1
+    assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) > 0.8
+
+
+def test_bad_prompts_name_the_fix(tmp_path):
+    from sam2tune.engines.volume_inference import read_prompts
+
+    with pytest.raises(ValueError, match="Unknown organ 'heart'"):
+        read_prompts({"heart": {"slice": 1, "box": [0, 0, 4, 4]}}, depth=10)
+    with pytest.raises(ValueError, match="slice 10, outside the volume \\(slices 0..9\\)"):
+        read_prompts({"liver": {"slice": 10, "box": [0, 0, 4, 4]}}, depth=10)
+    ids, prompts = read_prompts({"6": [{"slice": 2, "box": [0, 0, 4, 4]}, {"slice": 5, "points": [[1, 2]]}]}, depth=10)
+    assert ids == [6] and [p.slice for p in prompts[0]] == [2, 5] and prompts[0][1].point_labels == [1]

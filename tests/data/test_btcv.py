@@ -1,0 +1,94 @@
+"""BTCV readers: both layouts, the MONAI datalist, loading on the grid, and bad input named with its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from sam2tune.data.btcv import BTCV_LABELS, btcv_datalist, check_case, organ_id, screen_cases
+from sam2tune.data.phantoms.btcv import write_btcv_phantoms
+from sam2tune.transforms.ct import LoadVolumed, RandSliceWindowd, window_hu
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    out = tmp_path_factory.mktemp("btcv")
+    summary = write_btcv_phantoms(str(out), cases=3, seed=1, size=48, depth=16, slices=True)
+    return str(out), summary
+
+
+def test_phantoms_are_ct_like_with_13_organs(phantoms):
+    out, summary = phantoms
+    assert summary["train"] == 2 and summary["val"] == 1
+    img = nib.load(os.path.join(out, "img", "img0001.nii.gz"))
+    lab = np.asarray(nib.load(os.path.join(out, "label", "label0001.nii.gz")).dataobj)
+    ct = np.asarray(img.dataobj)
+    assert ct.shape == lab.shape == (48, 48, 16)
+    assert ct.min() <= -900 and 0 < np.median(ct[lab == 6]) < 120  # air outside, liver ~65 HU
+    assert np.median(ct[lab == 8]) > np.median(ct[lab == 6]) + 80  # contrast-filled aorta brighter than liver
+    assert set(np.unique(lab)) == set(range(14))
+    meta = json.load(open(os.path.join(out, "dataset_0.json")))
+    assert len(meta["training"]) == 2 and meta["labels"]["6"] == "liver"
+
+
+def test_datalists_of_both_layouts(phantoms, tmp_path):
+    out, _ = phantoms
+    train, val = btcv_datalist(out, "train"), btcv_datalist(out, "val")
+    assert [i["case"] for i in train] == ["img0001", "img0002"] and [i["case"] for i in val] == ["img0003"]
+    # slice layout alone (no img/ or dataset_0.json): Training -> train, Test -> val/test
+    sl = tmp_path / "slices"
+    sl.mkdir()
+    os.symlink(os.path.join(out, "Training"), sl / "Training")
+    os.symlink(os.path.join(out, "Test"), sl / "Test")
+    assert [i["case"] for i in btcv_datalist(str(sl), "test")] == ["img0003"]
+    nifti = LoadVolumed(("image", "label"))(val[0])
+    slices = LoadVolumed(("image", "label"))(btcv_datalist(str(sl), "test")[0])
+    assert nifti["image"].shape == slices["image"].shape == (1, 16, 48, 48)
+    assert torch.equal(nifti["label"], slices["label"])  # same orientation in both layouts
+    assert float((nifti["image"] - slices["image"]).abs().mean()) < 0.02  # only JPEG loss differs
+    assert nifti["spacing"].tolist() == pytest.approx([60 / 16, 350 / 48, 350 / 48])
+
+
+def test_window_and_slice_windows():
+    assert window_hu(np.array([-1000.0, -175.0, 37.5, 250.0, 900.0])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+    label = torch.zeros(1, 10, 4, 4, dtype=torch.int16)
+    label[0, 6:9] = 6
+    crop = RandSliceWindowd(window=3, reverse_prob=0.0)({"image": torch.arange(10.0).view(1, 10, 1, 1).expand(1, 10, 4, 4), "label": label})
+    first = int(crop["image"][0, 0, 0, 0])
+    assert crop["image"].shape == (1, 3, 4, 4) and crop["label"][0, 0].any() and first in (6, 7)
+    assert crop["image"][0, :, 0, 0].tolist() == [first, first + 1, first + 2]
+
+
+def test_organ_ids_and_names():
+    assert organ_id("liver") == 6 and organ_id("13") == 13 and BTCV_LABELS[10] == "portal_and_splenic_veins"
+    with pytest.raises(ValueError, match="Unknown organ 'kidney'.*1 spleen"):
+        organ_id("kidney")
+
+
+def test_bad_cases_are_named_and_skipped(phantoms, tmp_path):
+    out, _ = phantoms
+    good = btcv_datalist(out, "train")[0]
+    img = nib.load(good["image"])
+    short = tmp_path / "label_short.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((48, 48, 8), np.uint8), img.affine), str(short))
+    shifted = tmp_path / "label_shifted.nii.gz"
+    moved = img.affine.copy()
+    moved[0, 3] += 10
+    nib.save(nib.Nifti1Image(np.asarray(nib.load(good["label"]).dataobj), moved), str(shifted))
+    empty = tmp_path / "label_empty.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((48, 48, 16), np.uint8), img.affine), str(empty))
+    bad = [good | {"label": str(short), "case": "short"}, good | {"label": str(shifted), "case": "shifted"},
+           good | {"label": str(empty), "case": "empty"}]
+    with pytest.raises(ValueError, match="case short: label .* has shape .*resample the label"):
+        check_case(bad[0])
+    kept, skipped = screen_cases([good, *bad])
+    assert kept == [good]
+    reasons = {s["case"]: s["reason"] for s in skipped}
+    assert "affine differs" in reasons["shifted"] and "holds no organ" in reasons["empty"]
+    with pytest.raises(FileNotFoundError, match="make_phantoms.py btcv"):
+        btcv_datalist(str(tmp_path / "nowhere"))
