@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pipeline_source_size", type=int, default=512, help="side of the phantom JPEGs written")
     p.add_argument("--pipeline_row", default="bf16_decoder_only", help="row whose step the pipeline feeds")
     p.add_argument("--pipeline_data", default=None, help="REFUGE layout to load (default: phantoms in a temp dir)")
+    p.add_argument("--volume", default="100,512,13", help="3D row: slices,size,objects (default the BTCV target 100,512,13)")
+    p.add_argument("--volume_repeats", type=int, default=None, help="3D row timed repeats (default 3 on cuda, 1 on cpu)")
     p.add_argument("--out", default="benchmark.json", help="JSON result file")
     p.add_argument("--markdown", default=None, help="write a Markdown report here (this run + --merge files)")
     p.add_argument("--merge", default="", help="comma list of earlier JSON results to add to the Markdown report")
@@ -98,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device == "cuda"
+    try:
+        volume = [int(v) for v in args.volume.split(",")]
+        assert len(volume) == 3 and min(volume) > 0
+    except (ValueError, AssertionError):
+        raise SystemExit(f"--volume must be three positive integers slices,size,objects, got {args.volume!r}.") from None
     settings = BenchmarkSettings(
         device=device,
         image_size=args.image_size or (1024 if cuda else 64),
@@ -116,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         pipeline_data_dir=args.pipeline_data,
         pipeline_row=args.pipeline_row,
         cpu_bf16=args.cpu_bf16,
+        volume_depth=volume[0],
+        volume_size=volume[1],
+        volume_objects=volume[2],
+        volume_repeats=args.volume_repeats or (3 if cuda else 1),
         command="python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv),
     )
     result = run_benchmark(settings)

@@ -13,9 +13,14 @@ from sam2tune.monailabel.errors import bad_request
 from sam2tune.monailabel.images import LoadedImage, is_photo, load_image, slice_input, write_mask
 from sam2tune.monailabel.model import BundleModel
 from sam2tune.monailabel.prompts import SlicePrompt, parse_prompts
-from sam2tune.monailabel.propagate import propagate_volume
+from sam2tune.networks.propagator import ObjectPrompt, propagate_volume
 
 logger = logging.getLogger(__name__)
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    """bf16 autocast on CUDA (SAM2's own inference precision), a no-op context on CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def predict_slice(model: BundleModel, x: np.ndarray, prompt: SlicePrompt | None) -> np.ndarray:
@@ -27,10 +32,15 @@ def predict_slice(model: BundleModel, x: np.ndarray, prompt: SlicePrompt | None)
     if prompt is not None and len(prompt.points):
         kwargs["point_coords"] = torch.from_numpy(prompt.points)[None]
         kwargs["point_labels"] = torch.from_numpy(prompt.labels)[None]
-    with model.lock, torch.no_grad():
+    with model.lock, torch.no_grad(), _autocast(model.device):
         net = model.network()
         logits = net(img.to(model.device), **{k: v.to(model.device) for k, v in kwargs.items()})
     return torch.sigmoid(logits[0, 0].float()).cpu().numpy()
+
+
+def _flag(value) -> bool:
+    """Request option -> bool; clients may send JSON booleans or strings ("false", "0")."""
+    return str(value).strip().lower() not in ("false", "0", "no", "off", "") if isinstance(value, str) else bool(value)
 
 
 class SAM2InferTask(InferTask):
@@ -83,7 +93,7 @@ class SAM2InferTask(InferTask):
             mask = (prob >= threshold).astype(np.uint8)
             mean_prob = float(prob.mean())
         else:
-            mask, mean_prob = self._volume(image, prompts, threshold, c, bool(request.get("propagate", True)))
+            mask, mean_prob = self._volume(image, prompts, threshold, c, _flag(request.get("propagate", True)))
         label_value = 1
         ext = ".nrrd" if image.is_volume and request.get("result_extension") == ".nrrd" else ""  # OHIF asks for NRRD
         out = write_mask(image, mask * label_value, ext)
@@ -100,26 +110,46 @@ class SAM2InferTask(InferTask):
         return out, result
 
     def _volume(self, image: LoadedImage, prompts: dict, threshold: float, c: int, propagate: bool) -> tuple[np.ndarray, float]:
-        """Prompted slices (or all slices, automatic) -> (mask (I, J, K) uint8, mean probability of predicted slices)."""
-        depth = image.array.shape[2]
+        """Prompted slices (or all slices, automatic) -> (mask (I, J, K) uint8, mean probability of predicted slices).
+
+        Interactive with `propagate`: SAM2 memory propagation through the whole volume from the prompted slices.
+        Otherwise each slice to predict (prompted ones, or all for the learned prompt) runs alone through the network.
+        """
         vol = np.zeros(image.array.shape, np.uint8)
-
-        def predict(k: int, p: SlicePrompt | None) -> np.ndarray:
-            return predict_slice(self.model, slice_input(image, k, c), p)
-
-        probs = []
-        todo = range(depth) if self.automatic else sorted(prompts)
-        done: dict[int, np.ndarray] = {}
-        for k in todo:
-            prob = predict(k, prompts.get(k))
-            probs.append(float(prob.mean()))
-            done[k] = prob >= threshold
         if propagate and not self.automatic:
-            start = sorted(prompts)[len(prompts) // 2]
-            done.update(propagate_volume(predict, depth, start, done[start], threshold, skip=set(prompts)))
-        for k, m in done.items():
-            vol[:, :, k] = m.T  # model rows are J
+            prob = self._propagate(image, prompts, c)  # (D, J, I)
+            vol[:] = (prob >= threshold).transpose(2, 1, 0)  # model rows are J
+            return vol, float(prob.mean())
+        probs = []
+        for k in range(image.array.shape[2]) if self.automatic else sorted(prompts):
+            prob = predict_slice(self.model, slice_input(image, k, c), prompts.get(k))
+            probs.append(float(prob.mean()))
+            vol[:, :, k] = (prob >= threshold).T  # model rows are J
         return vol, float(np.mean(probs)) if probs else 0.0
+
+    def _propagate(self, image: LoadedImage, prompts: dict[int, SlicePrompt], c: int) -> np.ndarray:
+        """Prompted slices -> foreground probability (D, J, I) of one object, SAM2 memory propagation both ways.
+
+        The middle prompted slice is the key slice (SAM2's conditioning frame); the other prompted slices refine
+        the prediction when propagation reaches them.
+        """
+        keys = sorted(k for k, p in prompts.items() if not p.empty)
+        key = keys[len(keys) // 2]
+        obj = [
+            ObjectPrompt(
+                k,
+                box=None if prompts[k].box is None else prompts[k].box.tolist(),
+                points=prompts[k].points.tolist() if len(prompts[k].points) else None,
+                point_labels=prompts[k].labels.tolist() if len(prompts[k].points) else None,
+            )
+            for k in [key] + [k for k in keys if k != key]
+        ]
+        volume = torch.from_numpy(np.stack([slice_input(image, k, c) for k in range(image.array.shape[2])]).astype(np.float32))
+        chunk = int(self.model.parser.get("chunk_size", 16) or 16)  # frames per encoder batch (bounds memory)
+        with self.model.lock, torch.no_grad(), _autocast(self.model.device):
+            net = self.model.network()
+            logits, _ = propagate_volume(net, volume.to(self.model.device), [obj], chunk_size=chunk, directions="both")
+        return torch.sigmoid(logits[0].float()).cpu().numpy()
 
 
 class SAM2AutoInferTask(SAM2InferTask):

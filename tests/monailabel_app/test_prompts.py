@@ -1,4 +1,4 @@
-"""Slicer request -> SAM2 prompts, and 3D propagation, without a server."""
+"""Slicer request -> SAM2 prompts, without a server (3D propagation: test_infer_volume.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from fastapi import HTTPException
 
 from sam2tune.monailabel.prompts import parse_prompts
-from sam2tune.monailabel.propagate import mask_box, propagate_volume
 
 
 def test_2d_clicks_and_roi_map_ijk_to_xy():
@@ -46,19 +45,3 @@ def test_bad_requests_are_400_with_reason(request_, words):
         parse_prompts(request_, (64, 48))
     assert err.value.status_code == 400 and words in err.value.detail
 
-
-def test_propagation_goes_both_ways_and_stops_when_empty():
-    # a "network" that predicts a square on slices 2..6 only
-    def predict(k, prompt):
-        prob = np.zeros((16, 16), np.float32)
-        if 2 <= k <= 6:
-            prob[4:8, 4:8] = 1.0
-        assert prompt.box is not None
-        return prob
-
-    start = np.zeros((16, 16), bool)
-    start[4:8, 4:8] = True
-    out = propagate_volume(predict, 10, 4, start)
-    assert sorted(out) == [2, 3, 5, 6]
-    np.testing.assert_array_equal(mask_box(start, margin=0), [4, 4, 8, 8])
-    assert mask_box(np.zeros((4, 4), bool)) is None

@@ -117,6 +117,11 @@ def test_label_active_learning_train_and_hot_reload(client, server, tmp_path):
     assert nxt["score"] == max(nxt["scores"].values()) > 0
 
     client.train_start(MODEL, {"max_epochs": 2, "learning_rate": 0.01, "batch_size": 2})
+    # MONAI Label registers the training process from a worker thread just after answering; a second request sent
+    # before that moment would be queued, not refused. Wait (bounded) until /train/ reports it running.
+    deadline = time.monotonic() + 30
+    while not client.train_status(check_if_running=True) and time.monotonic() < deadline:
+        time.sleep(0.05)
     code, msg = _status(lambda: client.train_start(MODEL, {"max_epochs": 1}))
     assert code == 429 and "Already Running" in msg
     deadline = time.monotonic() + 150

@@ -27,7 +27,7 @@ def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     args = ["--device", "cpu", "--image_size", "64", "--steps", "2", "--warmup", "0", "--batch_size", "2",
             "--strategies", "bf16_cached,inference,3d", "--pipeline_workers", "0", "--pipeline_row", "bf16_cached", "--pipeline_batches", "1",
-            "--pipeline_source_size", "96", "--out", str(out / "b.json"), "--markdown", str(out / "b.md")]
+            "--pipeline_source_size", "96", "--volume", "6,64,2", "--out", str(out / "b.json"), "--markdown", str(out / "b.md")]
     assert _script().main(args) == 0
     return out
 
@@ -44,7 +44,9 @@ def test_script_writes_json_with_every_selected_row(smoke):
     # Counted FLOPs: the cached step (decoder forward + backward) skips the encoder's forward entirely.
     assert rows["bf16_cached"]["gflop_per_image"] < 0.5 * rows["bf16_encode"]["gflop_per_image"]
     assert rows["bf16_encode_compile"]["status"] == "skipped" and "CUDA" in rows["bf16_encode_compile"]["reason"]
-    assert rows["3d_propagation"]["status"] in ("ok", "skipped")
+    r3 = rows["3d_propagation"]
+    assert r3["status"] == "ok" and r3["seconds"] > 0 and (r3["depth"], r3["size"], r3["num_objects"]) == (6, 64, 2), r3
+    assert r3["name"] == "3D propagation 64x64x6, 2 organs, both directions" and r3["amp"] is False
     names = [p["name"] for p in result["pipeline"]]
     assert names[0].startswith("synthetic") and any("CacheDataset" in n for n in names)
     assert all("error" not in p and p["step_images_per_s"] > 0 for p in result["pipeline"]), result["pipeline"]

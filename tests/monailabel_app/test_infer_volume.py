@@ -1,0 +1,136 @@
+"""MONAI Label 3D interactive infer without a server: clicks / ROI -> SAM2 memory propagation both ways -> IJK mask.
+
+A real BundleModel of bundles/abdomen_ct_sam2 (sam2 tiny at 64 px, random init, CPU). Random weights give no
+meaningful masks, so the tests check the wiring: what reaches `propagate_volume`, and how known logits land in
+the written (I, J, K) mask. The volume has I != J so a missed row/column transposition shows.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import sam2tune.monailabel.infer as infer_mod
+from sam2tune.monailabel.app import bundle_labels
+from sam2tune.monailabel.infer import SAM2InferTask
+from sam2tune.monailabel.model import BundleModel
+from sam2tune.monailabel.settings import AppSettings
+from sam2tune.networks.propagator import NO_OBJECT_LOGIT
+
+NI, NJ, NK = 40, 32, 10  # IJK size of the synthetic CT
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    """Interactive 3D task of the BTCV bundle, tiny network built lazily on first use."""
+    settings = AppSettings(model_dir=str(tmp_path_factory.mktemp("model")), sam2_variant="tiny", image_size=64, device="cpu")
+    torch.manual_seed(0)
+    model = BundleModel("abdomen_ct_sam2", settings)
+    return SAM2InferTask(model, bundle_labels("abdomen_ct_sam2"), dimension=3)
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory) -> str:
+    """NIfTI (I, J, K) in HU: soft tissue background and a bright blob through every slice, non-identity affine."""
+    hu = np.full((NI, NJ, NK), -100.0, np.float32)
+    hu[10:25, 8:18, :] = 200.0
+    affine = np.diag([0.8, 0.7, 2.5, 1.0])
+    path = str(tmp_path_factory.mktemp("ct") / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(hu, affine), path)
+    return path
+
+
+def _read(path: str) -> tuple[np.ndarray, np.ndarray]:
+    img = nib.load(path)
+    return np.asarray(img.dataobj), img.affine
+
+
+def test_clicks_and_roi_go_through_memory_propagation_both_ways(task, ct, monkeypatch):
+    calls = []
+
+    def spy(net, volume, prompts, chunk_size=16, directions="both"):
+        out = real(net, volume, prompts, chunk_size, directions)
+        calls.append({"volume": volume.clone(), "prompts": prompts, "directions": directions, "out": out})
+        return out
+
+    real = infer_mod.propagate_volume
+    monkeypatch.setattr(infer_mod, "propagate_volume", spy)
+    request = {"image": ct, "foreground": [[15, 12, 5]], "background": [[2, 3, 5]], "roi": [10, 8, 25, 18, 1, 3]}
+    path, result = task(request)
+
+    assert len(calls) == 1
+    call = calls[0]
+    assert call["directions"] == "both"
+    # (D, C, H, W) = (NK, 1, NJ, NI): model rows are J, windowed to [0, 1] with the bundle's HU window
+    assert tuple(call["volume"].shape) == (NK, 1, NJ, NI)
+    assert float(call["volume"][4, 0, 12, 15]) > float(call["volume"][4, 0, 3, 2])
+    (obj,) = call["prompts"]  # one object: the requested label
+    # prompted slices are 2 (ROI middle) and 5 (clicks): the middle one of the sorted list is the key slice
+    assert [p.slice for p in obj] == [5, 2]
+    assert obj[0].points == [[15.0, 12.0], [2.0, 3.0]] and obj[0].point_labels == [1, 0] and obj[0].box is None
+    assert obj[1].box == [10.0, 8.0, 25.0, 18.0] and obj[1].points is None
+    logits, scores = call["out"]
+    assert logits.shape == (1, NK, NJ, NI)
+    # the propagator reached slices above and below the key slice
+    assert bool((scores[0, :5] > NO_OBJECT_LOGIT).all()) and bool((scores[0, 6:] > NO_OBJECT_LOGIT).all())
+
+    mask, affine = _read(path)
+    assert mask.shape == (NI, NJ, NK)
+    np.testing.assert_allclose(affine, np.diag([0.8, 0.7, 2.5, 1.0]), atol=1e-5)
+    expected = (torch.sigmoid(logits[0]) >= 0.5).numpy().transpose(2, 1, 0)
+    np.testing.assert_array_equal(mask, expected)
+    assert result["foreground_voxels"] == int(expected.sum())
+
+
+def test_known_logits_fill_non_prompted_slices_in_ijk(task, ct, monkeypatch):
+    seen = {}
+
+    def fake(net, volume, prompts, chunk_size=16, directions="both"):
+        # the model lock must be held while the shared network runs: another thread cannot take it
+        def try_lock():
+            seen["free"] = task.model.lock.acquire(blocking=False)
+            if seen["free"]:
+                task.model.lock.release()
+
+        probe = threading.Thread(target=try_lock)
+        probe.start()
+        probe.join()
+        seen["directions"], seen["key"] = directions, prompts[0][0].slice
+        logits = torch.full((1, volume.shape[0], *volume.shape[-2:]), -8.0)
+        logits[0, :9, 4:20, 30:36] = 8.0  # rows = J 4..19, cols = I 30..35, on every slice but the last
+        logits[0, 9] = NO_OBJECT_LOGIT  # e.g. the object ends before the last slice
+        return logits, torch.zeros(1, volume.shape[0])
+
+    monkeypatch.setattr(infer_mod, "propagate_volume", fake)
+    path, result = task({"image": ct, "foreground": [[32, 10, 4]]})
+    assert seen == {"free": False, "directions": "both", "key": 4}
+    mask, _ = _read(path)
+    assert mask.shape == (NI, NJ, NK)
+    want = np.zeros((NI, NJ, NK), np.uint8)
+    want[30:36, 4:20, :9] = 1
+    np.testing.assert_array_equal(mask, want)  # slices below (0..3) and above (5..8) the click are written
+    assert result["foreground_voxels"] == 6 * 16 * 9
+
+
+def test_propagate_false_predicts_only_prompted_slices(task, ct, monkeypatch):
+    def no_propagation(*args, **kwargs):
+        raise AssertionError("propagate_volume must not run when the request says propagate: false")
+
+    predicted = []
+
+    def predict(model, x, prompt):
+        predicted.append((x.shape, None if prompt is None else prompt.points.tolist()))
+        return np.ones(x.shape[-2:], np.float32)
+
+    monkeypatch.setattr(infer_mod, "propagate_volume", no_propagation)
+    monkeypatch.setattr(infer_mod, "predict_slice", predict)
+    path, _ = task({"image": ct, "foreground": [[15, 12, 3], [16, 12, 7]], "propagate": "false"})
+    assert predicted == [((1, NJ, NI), [[15.0, 12.0]]), ((1, NJ, NI), [[16.0, 12.0]])]
+    mask, _ = _read(path)
+    assert mask.shape == (NI, NJ, NK)
+    assert mask.sum(axis=(0, 1)).nonzero()[0].tolist() == [3, 7]
+    assert bool(mask[:, :, [3, 7]].all())
