@@ -15,7 +15,7 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
-from sam2tune.monailabel.app import guard_infer_request
+from sam2tune.monailabel.app import guard_infer_request, track_infer_uploads
 from sam2tune.monailabel.datastore import VersionedLocalDatastore
 from sam2tune.monailabel.dicomweb import dicomweb_datastore
 from sam2tune.monailabel.settings import AppSettings
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 class SAM2TuneApp(MONAILabelApp):
     def __init__(self, app_dir, studies, conf):
         self.settings = AppSettings.from_conf(conf, app_dir)
+        track_infer_uploads()  # so guard_infer_request accepts only the temp file POST /infer wrote for the request
         self.bundles = {}
         for name in self.settings.bundle_names():
             config = SAM2BundleConfig()

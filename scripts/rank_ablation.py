@@ -114,7 +114,8 @@ def run_ablation(dataset_dir: str, output_dir: str, ranks: list[int], strategies
     for strategy, rank in _settings(ranks, strategies):
         run_dir = os.path.join(output_dir, f"{strategy}_r{rank}" if strategy == "lora" else strategy)
         keys = {"dataset_dir": dataset_dir, "output_dir": run_dir, "ckpt_dir": os.path.join(run_dir, "models"),
-                "finetune": strategy, "lora_r": str(rank), "lora_alpha": str(2 * rank), **extra}
+                # resume False: a rerun into the same folder must train again, not resume the finished run
+                "finetune": strategy, "lora_r": str(rank), "lora_alpha": str(2 * rank), "resume": "False", **extra}
         print(f"=== {strategy} r={rank}: {run_dir}", flush=True)
         seconds, rss = (_run_in_process if in_process else _run_child)(config, keys)
         with open(os.path.join(run_dir, "training_summary.json")) as f:

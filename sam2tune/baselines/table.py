@@ -7,8 +7,8 @@ import json
 import math
 from pathlib import Path
 
-COLUMNS = ["name", "mean_dice", "mean_iou", "trainable_params", "train_images_per_s", "peak_memory_mb",
-           "memory_kind", "n_test", "device"]
+COLUMNS = ["name", "init", "mean_dice", "mean_iou", "epochs_trained", "learning_rate", "trainable_params",
+           "train_images_per_s", "train_seconds", "peak_memory_mb", "memory_kind", "n_test", "device"]
 
 
 def collect_runs(root: str, names: list[str] | None = None) -> list[dict]:
@@ -25,20 +25,24 @@ def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, float):
+        if 0 < abs(value) < 0.01:  # learning rates: 0.0001 would print as 0.0001 but 1e-05 as 0.0000
+            return f"{value:.3g}"
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
 
 
-def write_table(rows: list[dict], out_csv: str, out_md: str, columns: list[str] | None = None) -> tuple[str, str]:
-    """Rows -> CSV (raw values) and a Markdown table (formatted); returns both paths."""
+def write_table(rows: list[dict], out_csv: str, out_md: str, columns: list[str] | None = None,
+                title: str | None = None) -> tuple[str, str]:
+    """Rows -> CSV (raw values) and a Markdown table (formatted, under `title` when given); returns both paths."""
     columns = columns or COLUMNS
     with open(out_csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = [title, ""] if title else []
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     Path(out_md).write_text("\n".join(lines) + "\n")
     return out_csv, out_md

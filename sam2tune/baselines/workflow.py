@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+import ignite.distributed as idist
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
@@ -85,6 +86,14 @@ def _workflow(bundle: str, names: list[str], override: dict) -> ConfigWorkflow:
     return wf
 
 
+def weights_init(model: str, bundle: str, settings: dict) -> str:
+    """-> "pretrained" when a SAM2 run starts from a checkpoint, else "random" (baselines always train from scratch)."""
+    if model != "sam2":
+        return "random"
+    ckpt = settings.get("pretrained_checkpoint", bundle_value(bundle, "pretrained_checkpoint"))
+    return "pretrained" if ckpt else "random"
+
+
 def count_trainable(network: torch.nn.Module) -> tuple[int, int]:
     """-> (trainable, total) parameter elements of the (unwrapped) network."""
     net = unwrap(network)
@@ -125,6 +134,8 @@ def train_and_evaluate(model: str, bundle: str, output_dir: str, settings: dict 
     wf.run()
     wf.finalize()
     stats = {"name": label, "model": model, "bundle": bundle, "prompt": prompt if model != "sam2" else "bundle",
+             "init": weights_init(model, bundle, settings), "learning_rate": wf.parser.get_parsed_content("learning_rate"),
+             "epochs_trained": trainer.state.epoch, "max_epochs": trainer.state.max_epochs,
              "trainable_params": trainable, "total_params": total, "train_seconds": round(time.perf_counter() - t0, 2),
              "device": str(wf.parser.get_parsed_content("device")), "world_size": world_size, **meter.summary(),
              "settings": settings}
@@ -133,6 +144,9 @@ def train_and_evaluate(model: str, bundle: str, output_dir: str, settings: dict 
     del wf, trainer
     if int(os.environ.get("RANK", "0")) != 0:  # the bundle's finalize ended the process group; rank 0 reports
         return stats
+    # ignite caches the computation model it saw while the group lived; without this re-sync, the evaluator's
+    # metrics would all_gather through a destroyed process group ("Default process group has not been initialized")
+    idist.sync()
     if evaluate:
         logger.info("=== %s on %s: evaluating", label, bundle)
         ev = _workflow(bundle, ["train", "evaluate"], {**base, **model_overrides(model, bundle, prompt, backbone, evaluate=True)})

@@ -178,6 +178,52 @@ def load_knee_subject(dataset_dir: str, subject: str, meta_ml: dict, meta_stats:
                        dict(meta_ml[subject]), list(stats))
 
 
+@dataclass
+class KneeInput:
+    """A subject to segment without a label: image (D,H,W), its SimpleITK geometry, DICOM files, maps present."""
+
+    case: str
+    image: np.ndarray
+    reference: sitk.Image  # spacing / origin / direction of the input grid (predictions are written on it)
+    files: list[str]  # DICOM files in slice order ([] for a NIfTI input: no DICOM SEG then)
+    maps: dict[str, np.ndarray]
+    spacing: tuple[float, float, float]  # (dz, dy, dx) mm
+
+
+def read_knee_input(path: str) -> KneeInput:
+    """Label-free input -> KneeInput: a subject folder (image/ DICOM [+ t1rho, t2]), a DICOM series folder or a NIfTI.
+
+    Maps are optional here (biomarkers that need a missing map are left out); a map must lie on the image grid.
+    """
+    path = os.path.normpath(str(path))
+    if os.path.isdir(os.path.join(path, "image")):
+        case = os.path.basename(path)
+        image, files = _read_any(path, case, "image")
+        maps = {}
+        for name in MAPS:
+            m, _ = _read_any(path, case, name, required=False)
+            if m is None:
+                continue
+            problem = _same_grid(image, m)
+            if problem:
+                raise KneeDataError(case, f"{name} grid", f"{problem}; resample the map onto the image grid.")
+            maps[name] = sitk.GetArrayFromImage(m).astype(np.float32)
+    elif os.path.isdir(path):
+        case, maps = os.path.basename(path), {}
+        image, files = read_dicom_series(path, case, "image")
+    elif os.path.isfile(path) and path.endswith(_VOLUME_EXT):
+        case, maps, files = os.path.basename(path).split(".")[0], {}, []
+        image = sitk.ReadImage(path)
+    else:
+        raise FileNotFoundError(f"Knee input not found or not readable: {path}. Give a subject folder (with image/), "
+                                f"a DICOM series folder or a .nii.gz file. {_HINT}")
+    if image.GetDimension() != 3:
+        raise KneeDataError(case, "image", f"expected a 3D volume, got {image.GetDimension()}D.")
+    sx, sy, sz = image.GetSpacing()
+    return KneeInput(case, sitk.GetArrayFromImage(image).astype(np.float32), image, files, maps,
+                     (float(sz), float(sy), float(sx)))
+
+
 def list_subjects(dataset_dir: str) -> list[str]:
     """Subject folders (those holding image/) under dataset_dir, sorted."""
     if not os.path.isdir(dataset_dir):
@@ -270,5 +316,5 @@ def knee_slice_datalist(dataset_dir: str, split: str, cache_dir: str, tissues: l
     return items
 
 
-__all__ = ["KneeDataError", "KneeSubject", "knee_slice_datalist", "list_subjects", "load_knee_subject",
+__all__ = ["KneeDataError", "KneeInput", "KneeSubject", "read_knee_input", "knee_slice_datalist", "list_subjects", "load_knee_subject",
            "load_metadata", "normalize_intensity", "read_dicom_series", "scan_knee_dataset", "split_subjects"]

@@ -104,33 +104,65 @@ class SliceWindowInferer(Inferer):
     """Training inferer: encode the window frames, track the objects with SAM2 memory -> {"logits", "object_scores"}."""
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, frame_table, init_prompts, step_prompts=None) -> dict:
-        """(N, 1, H, W) frames -> {"logits": (O, T, H, W), "object_scores": (O, T)}."""
+        """(N, 1, H, W) frames -> {"logits": (O, T, H, W), "object_scores": (O, T), "candidates": (O, T, 3, H, W),
+        "ious": (O, T, 3)}: the chosen masks, object scores, SAM2's candidate masks and their predicted IoUs."""
         net = unwrap(network)
         features = encode_frames(net, inputs)
         h, w = inputs.shape[-2:]
-        masks, scores = track_objects(net, features, frame_table, init_prompts, step_prompts, (h, w), high_res=True)
+        masks, scores, cands, ious = track_objects(net, features, frame_table, init_prompts, step_prompts, (h, w), high_res=True, candidates=True)
         if masks.shape[-2:] != (h, w):
             masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
-        return {"logits": masks, "object_scores": scores}
+            cands = F.interpolate(cands.flatten(1, 2), size=(h, w), mode="bilinear", align_corners=False).unflatten(1, cands.shape[1:3])
+        return {"logits": masks, "object_scores": scores, "candidates": cands, "ious": ious}
+
+
+def _candidate_loss(dice, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Dice + BCE per candidate: logits (N, K, H, W), target (N, H, W) -> (N, K)."""
+    tg = target[:, None].expand_as(logits)
+    d = dice(logits.flatten(0, 1)[:, None], tg.flatten(0, 1)[:, None]).reshape(logits.shape[:2])
+    bce = F.binary_cross_entropy_with_logits(logits, tg, reduction="none").mean((-2, -1))
+    return d, bce
 
 
 class PropagationLoss(nn.Module):
-    """Dice + BCE on the masks of slices where the object is present, + BCE on SAM2's object-score logits."""
+    """SAM2's video-training loss on slices where the object is present: Dice + BCE on the best of SAM2's candidate
+    masks (min over candidates, as SAM2 trains its multimask output), L1 between predicted and actual IoU of every
+    candidate; plus BCE on the object-score logits of every slice.
 
-    def __init__(self, dice_weight: float = 1.0, bce_weight: float = 1.0, object_weight: float = 1.0) -> None:
+    Why the candidates: on tracking frames SAM2 outputs 3 masks and keeps the one its IoU head rates best. Training
+    only that mask leaves the IoU head untrained, so the choice stays arbitrary and the chosen token changes from
+    slice to slice; without candidates in `pred` the chosen mask alone is trained.
+    """
+
+    def __init__(self, dice_weight: float = 1.0, bce_weight: float = 1.0, object_weight: float = 1.0, iou_weight: float = 1.0) -> None:
         super().__init__()
-        self.dice_weight, self.bce_weight, self.object_weight = dice_weight, bce_weight, object_weight
+        self.dice_weight, self.bce_weight, self.object_weight, self.iou_weight = dice_weight, bce_weight, object_weight, iou_weight
         self.dice = DiceLoss(sigmoid=True, reduction="none")
 
     def forward(self, pred: dict, target: torch.Tensor) -> torch.Tensor:
-        """pred {"logits": (O, T, H, W), "object_scores": (O, T)}, target (O, T, H, W) binary -> scalar loss."""
-        logits, scores = pred["logits"].float(), pred["object_scores"].float()
+        """pred {"logits": (O, T, H, W), "object_scores": (O, T)[, "candidates": (O, T, K, H, W), "ious": (O, T, K)]},
+        target (O, T, H, W) binary -> scalar loss."""
+        scores = pred["object_scores"].float()
         present = target.flatten(2).amax(-1) > 0  # (O, T)
         loss = self.object_weight * F.binary_cross_entropy_with_logits(scores, present.float())
-        if present.any():
-            # masks of absent-predicted objects are -1024 (no gradient); clamping keeps the loss value readable
-            lg, tg = logits[present].clamp(-20, 20)[:, None], target[present][:, None]
-            loss = loss + self.dice_weight * self.dice(lg, tg).mean() + self.bce_weight * F.binary_cross_entropy_with_logits(lg, tg)
+        if not present.any():
+            return loss
+        tg = target[present].float()
+        # masks of absent-predicted objects are -1024 (no gradient); clamping keeps the loss value readable
+        if "candidates" in pred:
+            lg = pred["candidates"][present].float().clamp(-20, 20)  # (N, K, H, W)
+        else:
+            lg = pred["logits"][present].float().clamp(-20, 20)[:, None]
+        d, bce = _candidate_loss(self.dice, lg, tg)
+        per = self.dice_weight * d + self.bce_weight * bce  # (N, K)
+        loss = loss + per.min(1).values.mean()
+        if "ious" in pred and self.iou_weight:
+            with torch.no_grad():
+                hit = (lg > 0).float()
+                inter = (hit * tg[:, None]).flatten(2).sum(-1)
+                union = (hit + tg[:, None]).clamp(max=1).flatten(2).sum(-1)
+                actual = inter / union.clamp(min=1)
+            loss = loss + self.iou_weight * F.l1_loss(pred["ious"][present].float(), actual)
         return loss
 
 

@@ -31,14 +31,34 @@ from sam2tune.utils.dist import unwrap
 logger = logging.getLogger(__name__)
 
 
-def read_prompts(path_or_dict, depth: int, source: str = "prompts") -> tuple[list[int], list[list[ObjectPrompt]]]:
-    """Prompts JSON file (or dict) -> (organ ids, per-organ ObjectPrompt lists); errors name the organ and the fix."""
+def label_id(key: int | str, names: dict[int, str], kind: str = "organ") -> int:
+    """Label id or name ('femoral_cartilage', '1') among ``names`` -> id; ValueError naming the known labels otherwise."""
+    text = str(key).strip().lower()
+    if text.isdigit() and int(text) in names:
+        return int(text)
+    for k, name in names.items():
+        if text == str(name).lower():
+            return int(k)
+    known = ", ".join(f"{k} {v}" for k, v in names.items())
+    raise ValueError(f"Unknown {kind} {key!r}: this bundle knows {known}.")
+
+
+def read_prompts(
+    path_or_dict, depth: int, source: str = "prompts", names: dict | None = None, kind: str = "organ",
+    flag: str = "--prompts_file",
+) -> tuple[list[int], list[list[ObjectPrompt]]]:
+    """Prompts JSON file (or dict) -> (label ids, per-label ObjectPrompt lists); errors name the label and the fix.
+
+    ``names`` ({id: name}) are the labels this bundle knows (default: BTCV organs); ``kind`` ("organ", "tissue")
+    and ``flag`` (the bundle's CLI option) only word the error messages.
+    """
+    resolve = organ_id if names is None else (lambda k: label_id(k, {int(i): v for i, v in names.items()}, kind))
     if isinstance(path_or_dict, dict):
         data = path_or_dict
     else:
         source = str(path_or_dict)
         if not os.path.isfile(source):
-            raise FileNotFoundError(f"Prompts file not found: {source}. Pass --prompts_file PATH (see docs/README.md).")
+            raise FileNotFoundError(f"Prompts file not found: {source}. Pass {flag} PATH (see the bundle's docs/README.md).")
         try:
             with open(source) as f:
                 data = json.load(f)
@@ -46,39 +66,39 @@ def read_prompts(path_or_dict, depth: int, source: str = "prompts") -> tuple[lis
             raise ValueError(f"{source} is not valid JSON ({err}).") from err
     data = data.get("prompts", data) if isinstance(data, dict) else data
     if not isinstance(data, dict) or not data:
-        raise ValueError(f"{source}: expected {{organ: {{'slice': k, 'box': [x0, y0, x1, y1]}} or a list of them}}.")
+        raise ValueError(f"{source}: expected {{{kind}: {{'slice': k, 'box': [x0, y0, x1, y1]}} or a list of them}}.")
     ids, prompts = [], []
     for key, value in data.items():
         try:
-            organ = organ_id(key)
+            organ = resolve(key)
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from err
         plist = []
         for p in value if isinstance(value, list) else [value]:
             if not isinstance(p, dict) or "slice" not in p:
-                raise ValueError(f"{source}: organ {key!r} needs {{'slice': k, 'box' or 'points'}}, got {p!r}.")
+                raise ValueError(f"{source}: {kind} {key!r} needs {{'slice': k, 'box' or 'points'}}, got {p!r}.")
             k = int(p["slice"])
             if not 0 <= k < depth:
-                raise ValueError(f"{source}: organ {key!r} is prompted on slice {k}, outside the volume (slices 0..{depth - 1}).")
+                raise ValueError(f"{source}: {kind} {key!r} is prompted on slice {k}, outside the volume (slices 0..{depth - 1}).")
             unknown = set(p) - {"slice", "box", "points", "point_labels", "mask"}
             if unknown:
-                raise ValueError(f"{source}: organ {key!r} has unknown prompt keys {sorted(unknown)}; use slice, box, points, point_labels, mask.")
+                raise ValueError(f"{source}: {kind} {key!r} has unknown prompt keys {sorted(unknown)}; use slice, box, points, point_labels, mask.")
             mask = None
             if p.get("mask") is not None:
                 # a mask prompt is a .npy (H, W) file of that slice (relative paths: next to the prompts file)
                 mask_path = os.path.join(os.path.dirname(source), p["mask"]) if not os.path.isabs(p["mask"]) else p["mask"]
                 if not os.path.isfile(mask_path):
-                    raise FileNotFoundError(f"{source}: organ {key!r} mask {mask_path} not found; give a .npy (H, W) of slice {k}.")
+                    raise FileNotFoundError(f"{source}: {kind} {key!r} mask {mask_path} not found; give a .npy (H, W) of slice {k}.")
                 mask = np.load(mask_path, allow_pickle=False)
             box = p.get("box")
             if box is not None and len(box) != 4:
-                raise ValueError(f"{source}: organ {key!r} box must be [x0, y0, x1, y1], got {box!r}.")
+                raise ValueError(f"{source}: {kind} {key!r} box must be [x0, y0, x1, y1], got {box!r}.")
             try:
                 plist.append(ObjectPrompt(k, box=box, points=p.get("points"), point_labels=p.get("point_labels"), mask=mask))
             except ValueError as err:
-                raise ValueError(f"{source}: organ {key!r}: {err}") from err
+                raise ValueError(f"{source}: {kind} {key!r}: {err}") from err
         if organ in ids:
-            raise ValueError(f"{source}: organ {key!r} given twice; list all its prompts under one key.")
+            raise ValueError(f"{source}: {kind} {key!r} given twice; list all its prompts under one key.")
         ids.append(organ)
         prompts.append(plist)
     return ids, prompts
@@ -140,4 +160,4 @@ def run_volume_inference(
     return result
 
 
-__all__ = ["read_prompts", "run_volume_inference"]
+__all__ = ["label_id", "read_prompts", "run_volume_inference"]

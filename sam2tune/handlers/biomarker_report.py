@@ -29,6 +29,7 @@ from sam2tune.io.dicom_seg import write_dicom_seg
 from sam2tune.metrics.factory import BiomarkerMetric, TissueMissingError, build_biomarker_metric, summarize_rows
 from sam2tune.utils.atomic import atomic_write_json
 from sam2tune.utils.dist import is_rank0
+from sam2tune.utils.flags import as_bool
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,21 @@ def _write_csv(path: str, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def measure_prediction(metric: BiomarkerMetric, subject: str, pred: np.ndarray, maps: dict[str, np.ndarray],
+                       slice_spacings: list, meta_slice: int | None = None) -> list[dict]:
+    """Prediction (D,H,W) without ground truth -> rows {subject, tissue, biomarker, prediction} (label-free inference).
+
+    With ``representative_slice`` the slice is the metadata's index, else the one with most predicted tissue.
+    """
+    spacings = list(slice_spacings)
+    if metric.representative_slice:
+        z = metric.pick_slice(pred, meta_slice)
+        pred, spacings, maps = pred[z:z + 1], spacings[z:z + 1], {k: v[z:z + 1] for k, v in maps.items()}
+    values = metric.measure(pred, maps, spacings)
+    return [{"subject": subject, "tissue": tissue, "biomarker": key, "prediction": float(v)}
+            for tissue, d in values.items() for key, v in d.items()]
+
+
 class KneeBiomarkerReport:
     """Ignite handler for a SupervisedEvaluator over ``knee_slice_datalist(mode="eval")`` items.
 
@@ -55,8 +71,9 @@ class KneeBiomarkerReport:
         write_seg: write each subject's assembled prediction as DICOM SEG.
     """
 
-    def __init__(self, output_dir: str, dataset_dir: str, metric: dict | BiomarkerMetric, write_seg: bool = True) -> None:
-        self.output_dir, self.dataset_dir, self.write_seg = str(output_dir), str(dataset_dir), bool(write_seg)
+    def __init__(self, output_dir: str, dataset_dir: str, metric: dict | BiomarkerMetric, write_seg: bool | str = True) -> None:
+        # as_bool: `--write_seg false` on the bundle CLI arrives as the (truthy) string "false"
+        self.output_dir, self.dataset_dir, self.write_seg = str(output_dir), str(dataset_dir), as_bool(write_seg, "write_seg")
         self.metric = metric if isinstance(metric, BiomarkerMetric) else build_biomarker_metric(metric)
         self.preds: dict[str, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
 
@@ -133,4 +150,4 @@ class KneeBiomarkerReport:
                     self.output_dir)
 
 
-__all__ = ["KneeBiomarkerReport"]
+__all__ = ["KneeBiomarkerReport", "measure_prediction"]

@@ -33,8 +33,11 @@ def batch_iou(output: list | dict) -> float:
 class TrainingCSVLog:
     """Append one train row every `every` steps and one val row per StepValidation to CSVs in `output_dir`.
 
-    The files are rewritten from scratch when training starts. Train IoU is measured on the post-processed
-    (thresholded) predictions of that step's batch, so it needs the trainer's postprocessing to binarise `pred`.
+    A fresh run rewrites the files from scratch; a resumed run (StepCheckpoint) keeps the rows up to the step it
+    resumed from and drops later ones (logged after that checkpoint, before the kill), so no step appears twice.
+    This is decided at the first iteration, not at STARTED, so it does not depend on the order in which handlers
+    load the checkpoint. Train IoU is measured on the post-processed (thresholded) predictions of that step's
+    batch, so it needs the trainer's postprocessing to binarise `pred`.
 
     Args:
         output_dir: folder for train_log.csv and val_log.csv.
@@ -52,11 +55,13 @@ class TrainingCSVLog:
         self.train_path = os.path.join(self.output_dir, "train_log.csv")
         self.val_path = os.path.join(self.output_dir, "val_log.csv")
         self._t_start, self._step_seconds = 0.0, math.nan
+        self._ready = False  # files set up (fresh or trimmed) in this process
 
     def attach(self, engine: Engine) -> None:
-        """Start fresh files, then log train rows every `every` steps and val rows on each step validation."""
+        """Set up the files at the first step, then log train rows every `every` steps and val rows per validation."""
         register_step_events(engine)
         engine.add_event_handler(Events.STARTED, self._start)
+        engine.add_event_handler(Events.ITERATION_STARTED, self._first_step)
         # step_seconds: batch on device -> optimizer step done (MONAI's MODEL_COMPLETED), so validation and file
         # writing that run on ITERATION_COMPLETED are not counted as training speed.
         engine.add_event_handler(Events.ITERATION_STARTED, self._tick)
@@ -66,12 +71,30 @@ class TrainingCSVLog:
         engine.add_event_handler(StepValidationEvents.VALIDATION_COMPLETED, self._val_row)
 
     def _start(self, engine: Engine) -> None:
+        self._ready = False
+
+    def _first_step(self, engine: Engine) -> None:
+        if not self._ready:
+            # ignite has already counted this iteration: the run (re)starts after step iteration - 1
+            self._setup_files(engine.state.iteration - 1)
+
+    def _setup_files(self, done: int) -> None:
+        """Keep the rows of steps <= `done` (0: header only) in both files, rewritten atomically (rank 0)."""
+        self._ready = True
         if not is_rank0():
             return
         os.makedirs(self.output_dir, exist_ok=True)
         for path, fields in ((self.train_path, TRAIN_FIELDS), (self.val_path, VAL_FIELDS)):
-            with open(path, "w", newline="") as f:
-                csv.writer(f).writerow(fields)
+            rows = []
+            if done > 0 and os.path.isfile(path):
+                with open(path, newline="") as f:
+                    rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= done]
+            tmp = f"{path}.tmp{os.getpid()}"
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(tmp, path)
 
     def _tick(self, engine: Engine) -> None:
         if torch.cuda.is_available():
@@ -97,6 +120,8 @@ class TrainingCSVLog:
                                        f"{self._step_seconds:.4f}"])
 
     def _val_row(self, engine: Engine) -> None:
+        if not self._ready:  # a validation with no step trained in this process (resumed at the last step)
+            self._setup_files(engine.state.iteration)
         if not is_rank0():
             return
         result = engine.state.step_validation

@@ -121,6 +121,8 @@ class NoduleUncertaintyReport:
             out["ece"] = expected_calibration_error(prob, label, self.n_bins, self.threshold)
             out["uncertainty_auroc"] = uncertainty_auroc(unc, pixel_errors(prob, label, self.threshold))
         e, a = col("ece"), col("uncertainty_auroc")
+        u = col("mean_uncertainty")  # ~1 bit (entropy) when the model says p ~ 0.5 everywhere, i.e. never learned
+        out["mean_uncertainty"] = float(u.mean()) if u.size else math.nan
         out["mean_nodule_ece"] = float(e.mean()) if e.size else math.nan
         out["mean_nodule_uncertainty_auroc"] = float(a.mean()) if a.size else math.nan
         out["n_bins"], out["threshold"] = self.n_bins, self.threshold

@@ -1,6 +1,6 @@
 """Step-named LoRA outputs: best adapter + merged model, latest and final adapters, and training_summary.json.
 
-Files in `ckpt_dir` (only one of each best/latest kind is kept; older ones are removed when replaced):
+Files in `ckpt_dir` (only one of each best/latest/final kind is kept; older ones are removed when replaced):
 
 - ``best_lora_step{step}_iou{iou:.4f}_dice{dice:.4f}/``     adapter folder (save_adapter) of the best validation
 - ``best_merged_step{step}_iou{iou:.4f}_dice{dice:.4f}.pt`` full state_dict, LoRA merged (save_merged)
@@ -9,7 +9,8 @@ Files in `ckpt_dir` (only one of each best/latest kind is kept; older ones are r
 - ``model.pt`` + ``adapter/``                             the contract's deployable pair, = the best so far
 
 and `<output_dir>/training_summary.json`. Strategies without adapter weights (full, decoder_only) get the merged
-files only; the `_lora_` names then hold nothing and are skipped.
+files only; the `_lora_` names then hold nothing and are skipped. state_dict()/load_state_dict() let
+StepCheckpoint resume a run: the summary then covers every validation and second since the first start.
 """
 
 from __future__ import annotations
@@ -57,14 +58,34 @@ class StepOutputs:
         self.best: dict | None = None
         self.paths: dict[str, str] = {}
         self.validations: list[dict] = []
+        self.resumed_from: list[int] = []  # steps this run was resumed from (StepCheckpoint), oldest first
+        self._seconds_before = 0.0  # training seconds of the runs before a resume
         self._t0 = 0.0
+        self._engine: Engine | None = None
 
     def attach(self, engine: Engine) -> None:
         """Listen to step validations; write final adapter + summary at COMPLETED."""
         register_step_events(engine)
+        self._engine = engine
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(StepValidationEvents.VALIDATION_COMPLETED, self._on_validation)
         engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    # ---- resume (StepCheckpoint saves and restores this) ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Best so far, validations, file names kept, seconds trained and the step of this state (for resume)."""
+        return {"step": self._engine.state.iteration if self._engine is not None else 0, "best": self.best,
+                "validations": list(self.validations), "paths": dict(self.paths), "resumed_from": list(self.resumed_from),
+                "seconds": self._seconds()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a state_dict(): the next validations and the summary extend it."""
+        self.best, self.validations, self.paths = state["best"], list(state["validations"]), dict(state["paths"])
+        self.resumed_from = [*state["resumed_from"], int(state["step"])]
+        self._seconds_before = float(state["seconds"])
+
+    def _seconds(self) -> float:
+        return self._seconds_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)
 
     # ---- events ------------------------------------------------------------------------------------------------------
     def _started(self, engine: Engine) -> None:
@@ -91,7 +112,7 @@ class StepOutputs:
         if not is_rank0():
             return
         steps = engine.state.iteration
-        self.paths["final_lora"] = self._save_adapter(f"final_lora_step{steps}") or ""
+        self._replace("final_lora", self._save_adapter(f"final_lora_step{steps}"))
         if self.best is None:  # never validated (e.g. no validation data): still leave a deployable model
             self._save_merged("model.pt")
             self._save_adapter("adapter")
@@ -103,7 +124,8 @@ class StepOutputs:
             "best_val_iou": self.best["iou"] if self.best else None,
             "best_val_dice": self.best["dice"] if self.best else None,
             "validations": self.validations,
-            "seconds": time.perf_counter() - self._t0,
+            "seconds": self._seconds(),  # summed over resumed runs
+            "resumed_from_steps": self.resumed_from,
             "files": {k: os.path.basename(v) for k, v in self.paths.items() if v},
             "parameters": self._parameters(),
             # peak accelerator memory of this process (None on CPU, where the benchmark measures RSS instead)
@@ -142,7 +164,8 @@ class StepOutputs:
         if old and os.path.abspath(old) != os.path.abspath(path):
             _remove(old)
         # Left over from an earlier run in the same ckpt_dir: keep only this run's file of each kind.
-        pattern = {"best_lora": "best_lora_step*", "best_merged": "best_merged_step*.pt", "latest_lora": "latest_lora_step*"}[kind]
+        pattern = {"best_lora": "best_lora_step*", "best_merged": "best_merged_step*.pt", "latest_lora": "latest_lora_step*",
+                   "final_lora": "final_lora_step*"}[kind]
         for stale in glob.glob(os.path.join(self.ckpt_dir, pattern)):
             if os.path.abspath(stale) != os.path.abspath(path):
                 _remove(stale)

@@ -62,6 +62,19 @@ class StepValidation:
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.validate)
         engine.add_event_handler(Events.COMPLETED, self._final)
 
+    def state_dict(self) -> dict:
+        """Best score/step, last validated step, early-stop flag and ignite EarlyStopping's counter (for resume)."""
+        return {"best_score": self.best_score, "best_step": self.best_step, "last_step": self.last_step,
+                "stopped_early": self.stopped_early,
+                "early_stopping": dict(self._stopper.state_dict()) if self._stopper is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict() returned (call after attach, so the EarlyStopping exists)."""
+        self.best_score, self.best_step = float(state["best_score"]), int(state["best_step"])
+        self.last_step, self.stopped_early = int(state["last_step"]), bool(state["stopped_early"])
+        if self._stopper is not None and state.get("early_stopping") is not None:
+            self._stopper.load_state_dict(state["early_stopping"])
+
     def _score(self, _: Engine) -> float:
         metrics = self.validator.state.metrics
         if self.metric not in metrics:

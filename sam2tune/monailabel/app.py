@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
+import time
 
 from monailabel.interfaces.datastore import Datastore
 
 from sam2tune.monailabel.datastore import check_image_id
-from sam2tune.monailabel.errors import not_found
+from sam2tune.monailabel.errors import bad_request, not_found
 from sam2tune.monailabel.infer import SAM2AutoInferTask, SAM2InferTask
 from sam2tune.monailabel.model import BundleModel
 from sam2tune.monailabel.settings import AppSettings
@@ -48,17 +50,74 @@ def bundle_tasks(name: str, settings: AppSettings) -> tuple[dict, SAM2BundleTrai
     return infers, SAM2BundleTrainTask(model), BundleModel(name, settings, dropout=settings.dropout)
 
 
+_UPLOADS: dict[str, float] = {}  # temp file names POST /infer handed out for uploads -> when (time.monotonic())
+_UPLOADS_LOCK = threading.Lock()
+_UPLOAD_TTL_S = 900.0  # a name not claimed by its request within this time is forgotten (e.g. a `label` upload)
+
+
+def register_upload(path: str) -> None:
+    """Remember a temp file name the server itself chose for an upload (one claim allowed, see guard_infer_request)."""
+    now = time.monotonic()
+    with _UPLOADS_LOCK:
+        for old in [p for p, t in _UPLOADS.items() if now - t > _UPLOAD_TTL_S]:
+            del _UPLOADS[old]
+        _UPLOADS[str(path)] = now
+
+
+def claim_upload(path: str) -> bool:
+    """True once for a name registered by register_upload (then forgotten), False for any other path."""
+    with _UPLOADS_LOCK:
+        return _UPLOADS.pop(str(path), None) is not None
+
+
+class _UploadTempfile:
+    """Stands in for the `tempfile` module inside monailabel.endpoints.infer and records the upload names it makes."""
+
+    def __getattr__(self, name: str):
+        return getattr(tempfile, name)
+
+    def NamedTemporaryFile(self, *args, **kwargs):  # noqa: N802 - tempfile's own name
+        """tempfile.NamedTemporaryFile whose name is registered as an upload of the current request."""
+        handle = tempfile.NamedTemporaryFile(*args, **kwargs)
+        register_upload(handle.name)
+        return handle
+
+
+def track_infer_uploads() -> bool:
+    """Make MONAI Label's POST /infer register the temp files it writes for `file` uploads; False if not importable.
+
+    MONAI Label passes an upload to the app only as a temp-file path in request["image"], the same field a client
+    fills with an image id, so without this the app cannot tell its own upload from a client naming some other
+    /tmp/tmp* file (another request's upload, a label). The endpoint writes the file and calls the app in one
+    synchronous step, so the name it registers is claimed by that same request.
+    """
+    try:
+        from monailabel.endpoints import infer as endpoint
+    except ImportError:  # no FastAPI server in this process (e.g. a training subprocess)
+        return False
+    if not isinstance(endpoint.tempfile, _UploadTempfile):
+        endpoint.tempfile = _UploadTempfile()
+    return True
+
+
 def guard_infer_request(request: dict, infers: dict, datastore: Datastore) -> None:
-    """404 for unknown models / image ids, 400 for ids that are paths; uploads (server temp files) pass."""
+    """404 for unknown models / image ids, 400 for ids that are paths; only this request's own upload passes as a path."""
     model = request.get("model")
     if model not in infers:
         raise not_found(f"No infer model {model!r}; served models: {sorted(infers)} (see GET /info/).")
     image = request.get("image")
     if not isinstance(image, str):
         return
-    # An uploaded file (POST /infer with `file`) arrives as a server temp file the endpoint just wrote.
-    if os.path.dirname(image) == tempfile.gettempdir() and os.path.basename(image).startswith("tmp") and os.path.isfile(image):
+    # An uploaded file (POST /infer with `file`) arrives as the temp file the endpoint just wrote and registered.
+    if claim_upload(image):
+        if not os.path.isfile(image):
+            raise bad_request(f"The uploaded file for model {model!r} is gone; upload it again.")
         return
+    if os.path.isabs(image) or "/" in image or "\\" in image:
+        raise bad_request(
+            f"Image {image!r} is not a datastore id: ids are plain names, never paths. The server reads no path a "
+            f"client names; to segment your own file, upload it with the request (POST /infer/{model} with `file`)."
+        )
     check_image_id(image)
     if not datastore.get_image_uri(image):
         raise not_found(f"Image {image!r} is not in the datastore; list ids with GET /datastore/?output=all.")

@@ -14,13 +14,15 @@ from sam2tune.monailabel.images import LoadedImage, is_photo, load_image, slice_
 from sam2tune.monailabel.model import BundleModel
 from sam2tune.monailabel.prompts import SlicePrompt, parse_prompts
 from sam2tune.networks.propagator import ObjectPrompt, propagate_volume
+from sam2tune.utils.flags import as_bool
 
 logger = logging.getLogger(__name__)
 
 
-def _autocast(device: torch.device) -> torch.autocast:
-    """bf16 autocast on CUDA (SAM2's own inference precision), a no-op context on CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(model: BundleModel) -> torch.autocast:
+    """bf16 autocast on CUDA (SAM2's own inference precision) unless `--conf amp false`; a no-op context on CPU."""
+    device = model.device
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=model.settings.use_amp(str(device)))
 
 
 def predict_slice(model: BundleModel, x: np.ndarray, prompt: SlicePrompt | None) -> np.ndarray:
@@ -32,15 +34,18 @@ def predict_slice(model: BundleModel, x: np.ndarray, prompt: SlicePrompt | None)
     if prompt is not None and len(prompt.points):
         kwargs["point_coords"] = torch.from_numpy(prompt.points)[None]
         kwargs["point_labels"] = torch.from_numpy(prompt.labels)[None]
-    with model.lock, torch.no_grad(), _autocast(model.device):
+    with model.lock, torch.no_grad(), _autocast(model):
         net = model.network()
         logits = net(img.to(model.device), **{k: v.to(model.device) for k, v in kwargs.items()})
     return torch.sigmoid(logits[0, 0].float()).cpu().numpy()
 
 
-def _flag(value) -> bool:
-    """Request option -> bool; clients may send JSON booleans or strings ("false", "0")."""
-    return str(value).strip().lower() not in ("false", "0", "no", "off", "") if isinstance(value, str) else bool(value)
+def _flag(value, key: str = "propagate") -> bool:
+    """Request option -> bool; clients may send JSON booleans or strings ("false", "False", "0"); 400 otherwise."""
+    try:
+        return as_bool(value, key)
+    except ValueError as err:
+        raise bad_request(f"infer request: {err}") from err
 
 
 class SAM2InferTask(InferTask):
@@ -146,7 +151,7 @@ class SAM2InferTask(InferTask):
         ]
         volume = torch.from_numpy(np.stack([slice_input(image, k, c) for k in range(image.array.shape[2])]).astype(np.float32))
         chunk = int(self.model.parser.get("chunk_size", 16) or 16)  # frames per encoder batch (bounds memory)
-        with self.model.lock, torch.no_grad(), _autocast(self.model.device):
+        with self.model.lock, torch.no_grad(), _autocast(self.model):
             net = self.model.network()
             logits, _ = propagate_volume(net, volume.to(self.model.device), [obj], chunk_size=chunk, directions="both")
         return torch.sigmoid(logits[0].float()).cpu().numpy()

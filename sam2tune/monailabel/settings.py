@@ -6,8 +6,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from sam2tune.bundles import list_bundles
-
-_TRUE = ("1", "true", "yes", "on")
+from sam2tune.utils.flags import as_bool
 
 
 @dataclass
@@ -25,6 +24,7 @@ class AppSettings:
         mc_samples / dropout / uncertainty: epistemic active learning (MC dropout samples, p, entropy|variance).
         al_max_images: score at most this many unlabeled images per /activelearning call (bounded latency).
         threshold: probability threshold of the returned masks.
+        amp: bf16 autocast for infer and train: "" = on CUDA only; "true" / "false" (also "1"/"0", "yes"/"no").
     """
 
     models: str = "all"
@@ -42,6 +42,7 @@ class AppSettings:
     uncertainty: str = "entropy"
     al_max_images: int = 50
     threshold: float = 0.5
+    amp: str = ""
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -57,12 +58,15 @@ class AppSettings:
                 continue
             typ = type(f.default)
             try:
-                kw[f.name] = typ(raw) if typ is not bool else str(raw).lower() in _TRUE
+                # `--conf x false` arrives as the string "false": booleans go through as_bool, never bool()
+                kw[f.name] = as_bool(raw, f"--conf {f.name}") if typ is bool else typ(raw)
             except ValueError as err:
                 raise ValueError(f"--conf {f.name} {raw!r}: expected a {typ.__name__}.") from err
         s = cls(**kw, extra={k: v for k, v in conf.items() if k not in {f.name for f in fields(cls)}})
         if not s.model_dir:
             s.model_dir = os.path.join(app_dir, "model")
+        if s.amp:
+            s.amp = str(as_bool(s.amp, "--conf amp")).lower()  # fails at start-up, not at the first request
         if s.uncertainty not in ("entropy", "variance"):
             raise ValueError(f"--conf uncertainty must be 'entropy' or 'variance', got {s.uncertainty!r}.")
         return s
@@ -86,6 +90,11 @@ class AppSettings:
         if self.image_size:
             out["image_size"] = self.image_size
         return out
+
+    def use_amp(self, device: str | None = None) -> bool:
+        """bf16 autocast on ``device`` (default: the app's): the --conf amp value, else True on CUDA only."""
+        device = device or self.torch_device()
+        return as_bool(self.amp, "--conf amp") and device.startswith("cuda") if self.amp else device.startswith("cuda")
 
     def torch_device(self) -> str:
         """The device string to run on."""

@@ -15,11 +15,13 @@ from PIL import Image
 
 from sam2tune.monailabel.images import load_image, read_label
 from sam2tune.monailabel.model import BundleModel
+from sam2tune.utils.flags import as_bool
 
 logger = logging.getLogger(__name__)
 
 # Request keys a /train/<model> call may set, with their types (anything else is rejected by name).
-TRAIN_KEYS = {"max_epochs": int, "learning_rate": float, "batch_size": int, "finetune": str, "label_tag": str, "val_interval": int}
+TRAIN_KEYS = {"max_epochs": int, "learning_rate": float, "batch_size": int, "finetune": str, "label_tag": str, "val_interval": int,
+              "amp": bool}
 
 
 def training_datalist(datastore: Datastore, out_dir: str, label_tag: str = "final") -> list[dict]:
@@ -84,7 +86,8 @@ class SAM2BundleTrainTask(TrainTask):
         for key, typ in TRAIN_KEYS.items():
             if key in request:
                 try:
-                    cfg[key] = typ(request[key])
+                    # {"amp": "false"} must mean False: bool("false") is True
+                    cfg[key] = as_bool(request[key], f"train request {key}") if typ is bool else typ(request[key])
                 except (TypeError, ValueError) as err:
                     raise ValueError(f"train request: {key}={request[key]!r} is not a {typ.__name__}.") from err
         s = self.model.settings
@@ -105,7 +108,7 @@ class SAM2BundleTrainTask(TrainTask):
             "num_workers": 0,
             "resume": False,
             "device": f"$torch.device('{device}')",
-            "amp": device.startswith("cuda"),
+            "amp": bool(cfg["amp"]) and device.startswith("cuda") if "amp" in cfg else s.use_amp(device),
         }
 
     def __call__(self, request: dict, datastore: Datastore) -> dict:

@@ -105,8 +105,12 @@ def _step(sam, feats, pos, sizes, step, is_init, point_inputs, mask_inputs, memo
     out, sam_outputs, _, _ = sam._track_step(
         step, is_init, feats, pos, sizes, point_inputs, mask_inputs, memory, num_frames, False, None
     )
-    _, _, _, low_res, high_res, obj_ptr, obj_score = sam_outputs
+    _, multi_high_res, ious, low_res, high_res, obj_ptr, obj_score = sam_outputs
     out.update(pred_masks=low_res, pred_masks_high_res=high_res, obj_ptr=obj_ptr, object_score_logits=obj_score)
+    # SAM2 picks one of its 3 candidate masks by predicted IoU on tracking frames: training must supervise all
+    # candidates and the IoU head (as SAM2's own loss does), so keep them; single-mask steps repeat their one mask.
+    k = 3 if multi_high_res.shape[1] == 1 else 1
+    out.update(multi_masks_high_res=multi_high_res.repeat(1, k, 1, 1), ious=ious.float().repeat(1, k))
     sam._encode_memory_in_output(feats, sizes, point_inputs, True, high_res, obj_score, out)
     return out
 
@@ -122,7 +126,8 @@ def _merge(outs: list[dict], groups: list[list[int]], n: int) -> dict:
             return [cat([v[i] for v in values]) for i in range(len(values[0]))]
         return torch.cat(values, 0)[inverse.to(values[0].device)]
 
-    return {k: cat([o[k] for o in outs]) for k in ("pred_masks", "pred_masks_high_res", "obj_ptr", "object_score_logits", "maskmem_features", "maskmem_pos_enc")}
+    keys = ("pred_masks", "pred_masks_high_res", "obj_ptr", "object_score_logits", "maskmem_features", "maskmem_pos_enc", "multi_masks_high_res", "ious")
+    return {k: cat([o[k] for o in outs]) for k in keys}
 
 
 def track_objects(
@@ -134,14 +139,16 @@ def track_objects(
     input_hw: tuple[int, int] | None = None,
     keep_steps: int | None = None,
     high_res: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    candidates: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Track O objects over S steps -> (mask logits (O, S, h, w), object-score logits (O, S)).
 
     frame_table (O, S): the frame (index into `features`) object o sees at step s, -1 once past the volume end
     (that object then re-uses a valid frame and its outputs are ignored). init_prompts: one per object, step 0.
     step_prompts: {step: per-object prompt or None}: extra (correction) prompts met on the way. Masks are SAM2's
     low-res logits (image_size / 4), or full model resolution with high_res=True. keep_steps: drop memory older than
-    this many steps (inference; None keeps all, as training needs for backward).
+    this many steps (inference; None keeps all, as training needs for backward). candidates=True also returns
+    SAM2's 3 candidate masks at model resolution (O, S, 3, H, W) and their predicted IoUs (O, S, 3), for the loss.
     """
     sam = segmenter.sam
     n_obj, n_steps = frame_table.shape
@@ -149,7 +156,7 @@ def track_objects(
     h, w = input_hw or (segmenter.image_size, segmenter.image_size)
     scale = (segmenter.image_size / w, segmenter.image_size / h)
     memory: dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
-    masks, scores = [], []
+    masks, scores, multi, ious = [], [], [], []
     for s in range(n_steps):
         idx = frame_table[:, s]
         idx = torch.where(idx >= 0, idx, frame_table[:, 0]).to(device)  # finished objects idle on a valid frame
@@ -177,8 +184,13 @@ def track_objects(
                 memory["non_cond_frame_outputs"].pop(s - keep_steps, None)
         masks.append(out["pred_masks_high_res" if high_res else "pred_masks"][:, 0])
         scores.append(out["object_score_logits"][:, 0])
-        if keep_steps is not None:  # inference: memory attention only needs the memory features and pointers
-            out.pop("pred_masks_high_res", None)
+        if candidates:
+            multi.append(out["multi_masks_high_res"])
+            ious.append(out["ious"])
+        for key in ("multi_masks_high_res", "ious") + (("pred_masks_high_res",) if keep_steps is not None else ()):
+            out.pop(key, None)  # memory attention only needs the memory features and pointers
+    if candidates:
+        return torch.stack(masks, 1), torch.stack(scores, 1), torch.stack(multi, 1), torch.stack(ious, 1)
     return torch.stack(masks, 1), torch.stack(scores, 1)
 
 

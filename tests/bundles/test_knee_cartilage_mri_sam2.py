@@ -93,3 +93,100 @@ def test_bad_dataset_dir_names_the_fix(tmp_path, bundle_tools):
         bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(tmp_path / "nowhere"), output_dir=str(tmp_path),
                                   **bundle_tools.TINY)
     assert "make_phantoms.py knee" in bundle_tools.error_chain(err.value)
+
+
+def _unlabelled_subject(phantoms, tmp_path, subject="knee_001"):
+    """A copy of one phantom subject without its label (what a new patient looks like) + its truth label array."""
+    src = f"{phantoms}/{subject}"
+    dst = tmp_path / subject
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("label*"))
+    assert not list(dst.glob("label*"))
+    return dst, sitk.GetArrayFromImage(sitk.ReadImage(f"{src}/label.nii.gz"))
+
+
+def _box(mask):
+    rows, cols = np.nonzero(mask)
+    return [int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())]  # x = column, y = row
+
+
+def test_label_free_inference_with_prompts(trained, phantoms, tmp_path, bundle_tools):
+    subject, truth = _unlabelled_subject(phantoms, tmp_path)
+    prompts = {"femoral_cartilage": [{"slice": 1, "box": _box(truth[1] == 1)}, {"slice": 3, "box": _box(truth[3] == 1)}],
+               "2": {"slice": 2, "box": _box(truth[2] == 2)},
+               "patellar_cartilage": {"slice": 2, "points": [[int(c) for c in np.argwhere(truth[2] == 3)[0][::-1]]],
+                                      "point_labels": [1]}}
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    out = tmp_path / "pred"
+    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file", bundle_tools.config_path(BUNDLE, "inference"),
+                          "--input_path", str(subject), "--prompts", str(tmp_path / "prompts.json"), "--output_dir", str(out),
+                          "--ckpt_dir", str(trained / "models"), "--image_size", "64", "--amp", "false"])
+    result = json.loads((out / "knee_001_result.json").read_text())
+    assert result["mode"] == "prompts" and set(result["tissues"]) == {"femoral_cartilage", "tibial_cartilage", "patellar_cartilage"}
+    pred_img = sitk.ReadImage(str(out / "knee_001_seg.nii.gz"))
+    ref = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(f"{subject}/image"))
+    assert pred_img.GetSize() == ref.GetSize()
+    assert np.allclose(pred_img.GetSpacing(), ref.GetSpacing()) and np.allclose(pred_img.GetOrigin(), ref.GetOrigin())
+    pred = sitk.GetArrayFromImage(pred_img)
+    assert not pred[[0, 4]].any()  # only prompted slices are segmented in "prompts" mode
+    assert set(np.unique(pred[[1, 3]])) <= {0, 1} and set(np.unique(pred[2])) <= {0, 2, 3}
+    assert sum(result["tissues"].values()) == int((pred > 0).sum())
+    # biomarkers of the prediction only (no ground truth columns), maps next to the image were used
+    with open(out / "knee_001_biomarkers.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert set(rows[0]) == {"subject", "tissue", "biomarker", "prediction"}
+    femoral = {r["biomarker"]: float(r["prediction"]) for r in rows if r["tissue"] == "femoral_cartilage"}
+    assert {"volume_mm3", "thickness_mean_mm", "t1rho_ms_median", "t2_ms_mean"} <= set(femoral)
+    assert femoral["volume_mm3"] == pytest.approx((pred == 1).sum() * 3.0 * 0.8 * 0.8, rel=1e-4)
+    if (pred == 1).any():  # the SEG holds what was predicted, on the subject's DICOM series
+        back, _ = read_dicom_seg(result["dicom_seg"], sorted(glob.glob(f"{subject}/image/*.dcm")))
+        assert back.shape == pred.shape and ((back > 0) == (pred > 0)).all()
+
+
+def test_label_free_prompt_free_on_nifti(trained, phantoms, tmp_path, bundle_tools):
+    subject, _ = _unlabelled_subject(phantoms, tmp_path, "knee_002")
+    image = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(f"{subject}/image"))
+    sitk.WriteImage(image, str(tmp_path / "knee_002.nii.gz"))
+    out = tmp_path / "pred"
+    bundle_tools.run_workflow(BUNDLE, ["inference"], run_id="inferring", input_path=str(tmp_path / "knee_002.nii.gz"),
+                              prompt_free="true", output_dir=str(out), ckpt_dir=str(trained / "models"), image_size=64,
+                              amp="false", device="cpu")
+    result = json.loads((out / "knee_002_result.json").read_text())
+    assert result["mode"] == "prompt_free" and set(result["tissues"]) == {"cartilage"} and result["dicom_seg"] is None
+    pred = sitk.ReadImage(str(out / "knee_002_seg.nii.gz"))
+    assert pred.GetSize() == image.GetSize() and np.allclose(pred.GetSpacing(), image.GetSpacing())
+    assert set(np.unique(sitk.GetArrayFromImage(pred))) <= {0, 1}
+    with open(out / "knee_002_biomarkers.csv") as fh:
+        biomarkers = {r["biomarker"] for r in csv.DictReader(fh)}
+    assert "volume_mm3" in biomarkers and not any(b.startswith(("t1rho", "t2")) for b in biomarkers)  # no maps given
+
+
+def test_label_free_propagate_reaches_unprompted_slices(trained, phantoms, tmp_path, bundle_tools):
+    subject, truth = _unlabelled_subject(phantoms, tmp_path, "knee_003")
+    out = tmp_path / "pred"
+    prompts = {"femoral_cartilage": {"slice": 2, "box": _box(truth[2] == 1)}}
+    (tmp_path / "p.json").write_text(json.dumps(prompts))
+    bundle_tools.run_workflow(BUNDLE, ["inference"], run_id="inferring", input_path=str(subject), prompts=str(tmp_path / "p.json"),
+                              propagate="True", dicom_seg="false", output_dir=str(out), ckpt_dir=str(trained / "models"),
+                              image_size=64, amp="False", device="cpu")
+    result = json.loads((out / "knee_003_result.json").read_text())
+    assert result["mode"] == "propagate" and result["dicom_seg"] is None  # dicom_seg "false" honoured
+    pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "knee_003_seg.nii.gz")))
+    assert pred.shape == truth.shape and set(np.unique(pred)) <= {0, 1}
+    # a 1-epoch model's output is not checked for quality here, only that the run went through SAM2 propagation
+    assert result["tissues"]["femoral_cartilage"] == int((pred == 1).sum())
+
+
+def test_label_free_bad_prompts_name_the_problem(trained, phantoms, tmp_path, bundle_tools):
+    subject, _ = _unlabelled_subject(phantoms, tmp_path)
+    common = dict(run_id="inferring", input_path=str(subject), output_dir=str(tmp_path / "pred"),
+                  ckpt_dir=str(trained / "models"), image_size=64, amp=False, device="cpu")
+    for prompts, message in (({"meniscus": {"slice": 1, "box": [1, 1, 5, 5]}}, "Unknown tissue 'meniscus': this bundle knows 1 femoral_cartilage"),
+                             ({"femoral_cartilage": {"slice": 7, "box": [1, 1, 5, 5]}}, "tissue 'femoral_cartilage' is prompted on slice 7, outside the volume (slices 0..4)")):
+        path = tmp_path / "prompts.json"
+        path.write_text(json.dumps(prompts))
+        with pytest.raises(Exception) as err:
+            bundle_tools.run_workflow(BUNDLE, ["inference"], prompts=str(path), **common)
+        assert message in bundle_tools.error_chain(err.value)
+    with pytest.raises(Exception) as err:
+        bundle_tools.run_workflow(BUNDLE, ["inference"], prompts=str(path), prompt_free=True, **common)
+    assert "not both" in bundle_tools.error_chain(err.value)

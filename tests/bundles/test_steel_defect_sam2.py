@@ -195,3 +195,113 @@ def test_bad_dataset_dir_names_the_fix(tmp_path, bundle_tools):
                                   deterministic=False, **bundle_tools.TINY)
     message = bundle_tools.error_chain(err.value)
     assert "nowhere" in message and "make_phantoms.py severstal" in message
+
+
+def test_torchrun_two_processes_gloo(phantoms, base_ckpt, tmp_path, bundle_tools):
+    """The contract's torchrun command with multi_gpu_train.json: 2 CPU processes (gloo), 3 steps, rank-0 files once."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+    files = f"['{bundle_tools.config_path(BUNDLE, 'train')}','{bundle_tools.config_path(BUNDLE, 'multi_gpu_train')}']"
+    # 9 train items / (2 ranks x batch 2) -> 3 steps; validation every 2 steps and after the last
+    proc = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "-m", "monai.bundle", "run", "training", "--config_file", files,
+         "--dataset_dir", phantoms, "--output_dir", str(tmp_path), "--ckpt_dir", str(tmp_path / "m"),
+         "--pretrained_checkpoint", base_ckpt, "--sam2_variant", "tiny", "--image_size", str(SIZE), "--amp", "False",
+         "--max_epochs", "1", "--num_workers", "0", "--batch_size", "2", "--val_interval", "2", "--log_interval", "1",
+         "--deterministic", "False"],
+        cwd=bundle_tools.REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    steps = summary["total_steps"]
+    assert steps == 3 and [v["step"] for v in summary["validations"]] == [2, 3]
+    # every rank-0 file exactly once, none half-written or left as a temporary
+    train = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    val = list(csv.DictReader(open(tmp_path / "val_log.csv")))
+    assert [int(r["step"]) for r in train] == [1, 2, 3] and [int(r["step"]) for r in val] == [2, 3]
+    assert len(json.loads((tmp_path / "training_history.json").read_text())) == 1
+    models = tmp_path / "m"
+    names = sorted(p.name for p in models.iterdir())
+    assert [n for n in names if n.startswith(("best_lora", "best_merged", "latest_lora", "final_lora", "checkpoint_"))] == [
+        f"best_lora_{summary['files']['best_lora'][len('best_lora_'):]}", summary["files"]["best_merged"],
+        f"checkpoint_{steps}.pt", f"final_lora_step{steps}", f"latest_lora_step{steps}"]
+    assert not list(tmp_path.rglob(".tmp*")) and not list(tmp_path.rglob("*.tmp*"))
+    state = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    assert not any(k.startswith("module.") for k in state), "model.pt must be the unwrapped network"
+    # the two ranks trained one model: the resume checkpoint (rank 0) holds the unwrapped LoRA network
+    ckpt = torch.load(models / f"checkpoint_{steps}.pt", map_location="cpu", weights_only=True)
+    assert ckpt["trainer"]["iteration"] == steps and not any(k.startswith("module.") for k in ckpt["network"])
+
+
+class _Killed(RuntimeError):
+    """Stands in for a kill -9 right after a step (no COMPLETED handlers run)."""
+
+
+def test_resume_step_run_continues_without_redoing_steps(phantoms, base_ckpt, tmp_path, bundle_tools):
+    """Kill after step K+1=4 (checkpoint at K=3, mid-epoch 2), rerun the same command: steps 4..6 only, logs continue."""
+    from ignite.engine import Events
+    from monai.bundle import ConfigWorkflow
+
+    K = 3  # 9 train items, batch 5 -> 2 steps an epoch; 3 epochs = 6 steps; checkpoints (= validations) every 3
+    keys = dict(dataset_dir=phantoms, output_dir=str(tmp_path), ckpt_dir=str(tmp_path / "m"), pretrained_checkpoint=base_ckpt,
+                max_epochs=3, val_interval=K, log_interval=1, deterministic=False, resume=True, **{**bundle_tools.TINY, "batch_size": 5})
+
+    def workflow():
+        wf = ConfigWorkflow(config_file=bundle_tools.config_path(BUNDLE, "train"), meta_file=bundle_tools.config_path(BUNDLE, "metadata"),
+                            logging_file=False, workflow_type=None, **keys)
+        wf.initialize()
+        return wf, wf.parser.get_parsed_content("train#trainer")
+
+    wf, trainer = workflow()
+
+    @trainer.on(Events.ITERATION_COMPLETED(once=K + 1))  # one step past checkpoint K: its log row must not repeat
+    def _kill(engine):
+        raise _Killed(f"killed after step {engine.state.iteration}")
+
+    with pytest.raises(RuntimeError) as err:  # MONAI wraps what the run expression raised
+        wf.run()
+    assert "_Killed" in bundle_tools.error_chain(err.value)
+    models = tmp_path / "m"
+    assert [p.name for p in models.glob("checkpoint_*.pt")] == [f"checkpoint_{K}.pt"]
+    assert not (tmp_path / "training_summary.json").exists() and not list(models.glob("final_lora_step*"))
+    first_rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    assert [int(r["step"]) for r in first_rows] == [1, 2, 3, 4]
+
+    wf, trainer = workflow()
+    ran = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: ran.append(e.state.iteration))
+    wf.run()
+    wf.finalize()
+    assert ran == [K + 1, K + 2, 2 * K], "the resumed run must not redo checkpointed steps"
+
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    assert summary["total_steps"] == 2 * K and summary["epochs"] == 3 and summary["resumed_from_steps"] == [K]
+    assert [v["step"] for v in summary["validations"]] == [K, 2 * K], "validations of both runs, none repeated"
+    best = max(summary["validations"], key=lambda v: v["iou"])  # first of equals wins only by > min_delta
+    assert summary["best_val_iou"] >= best["iou"] - 1e-4 and summary["best_step"] in (K, 2 * K)
+    train = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    val = list(csv.DictReader(open(tmp_path / "val_log.csv")))
+    assert [int(r["step"]) for r in train] == list(range(1, 2 * K + 1)) and train[:K] == first_rows[:K]
+    assert [int(r["step"]) for r in val] == [K, 2 * K]
+    assert [p.name for p in models.glob("final_lora_step*")] == [f"final_lora_step{2 * K}"]
+    assert [p.name for p in models.glob("latest_lora_step*")] == [f"latest_lora_step{2 * K}"]
+    assert [p.name for p in models.glob("checkpoint_*.pt")] == [f"checkpoint_{2 * K}.pt"]
+    assert len(list(models.glob("best_lora_step*"))) == 1 and len(list(models.glob("best_merged_step*.pt"))) == 1
+    # optimizer and schedule went on from step K: AdamW's step count and the scheduler's position are 2K, not K
+    ckpt = torch.load(models / f"checkpoint_{2 * K}.pt", map_location="cpu", weights_only=True)
+    assert {int(s["step"]) for s in ckpt["optimizer"]["state"].values()} == {2 * K}
+    assert ckpt["lr_scheduler"]["last_epoch"] == 2 * K and ckpt["trainer"]["iteration"] == 2 * K
+    assert ckpt["step_validation"]["best_step"] == summary["best_step"]
+
+    # a third start finds the run finished: nothing is trained again and the outputs stay
+    wf, trainer = workflow()
+    ran.clear()
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: ran.append(e.state.iteration))
+    wf.run()
+    wf.finalize()
+    assert ran == [] and [int(r["step"]) for r in csv.DictReader(open(tmp_path / "train_log.csv"))] == list(range(1, 2 * K + 1))
+    assert json.loads((tmp_path / "training_summary.json").read_text())["total_steps"] == 2 * K

@@ -141,3 +141,21 @@ def test_label_active_learning_train_and_hot_reload(client, server, tmp_path):
     _, after = client.infer(MODEL, "T0001", prompt)  # same server, no restart
     assert after["weights_version"] is not None
     assert after["mean_probability"] != pytest.approx(before["mean_probability"], abs=1e-6)
+
+
+def test_upload_passes_but_a_named_temp_file_is_400(client, tmp_path):
+    """POST /infer with `file` works; naming some other /tmp/tmp* file as the image is refused (not read)."""
+    import tempfile
+
+    photo = tmp_path / "mine.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(photo)
+    f, params = client.infer(MODEL, "", {"foreground": [[48, 48]]}, file=str(photo))
+    assert np.asarray(Image.open(f)).shape == (96, 96) and params["foreground_voxels"] >= 0
+    other = tempfile.NamedTemporaryFile(suffix=".png", delete=False)  # a tmp* file in the server's temp dir
+    other.close()
+    try:
+        Image.open(photo).save(other.name)
+        code, msg = _status(lambda: client.infer(MODEL, other.name, {"foreground": [[48, 48]]}))
+        assert code == 400 and "never paths" in msg and "upload it" in msg
+    finally:
+        os.remove(other.name)

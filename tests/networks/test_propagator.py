@@ -66,3 +66,28 @@ def test_bad_prompts_are_named(net):
         ObjectPrompt(2)
     with pytest.raises(ValueError, match="Empty volume"):
         propagate_volume(net, torch.rand(0, 1, 32, 32), [[ObjectPrompt(0, box=[1, 1, 9, 9])]])
+
+
+def test_training_loss_supervises_every_candidate_and_the_iou_head():
+    """Tracking frames give SAM2's 3 candidate masks + predicted IoUs; the loss trains the best one and the IoU head."""
+    from sam2tune.engines.volume import PropagationLoss
+
+    torch.manual_seed(0)
+    net = apply_finetune(SAM2Segmenter("tiny", 64, in_channels=1), {"strategy": "full", "train_memory": True}).train()
+    frames = torch.rand(3, 1, 64, 64)
+    table = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    prompts = [ObjectPrompt(0, box=[8, 8, 30, 30]), ObjectPrompt(0, box=[20, 20, 50, 50])]
+    masks, scores, cands, ious = track_objects(net, encode_frames(net, frames), table, prompts, None, high_res=True, candidates=True)
+    assert cands.shape == (2, 3, 3, 64, 64) and ious.shape == (2, 3, 3)
+    # the box-prompted key slice has one mask (repeated for the loss); the chosen mask is one of the candidates
+    assert torch.equal(cands[:, 0, 0], cands[:, 0, 2])
+    assert all(any(torch.allclose(masks[o, 1], cands[o, 1, k]) for k in range(3)) for o in range(2))
+    target = torch.zeros(2, 3, 64, 64)
+    target[0, :, 8:30, 8:30] = 1
+    target[1, :, 20:50, 20:50] = 1
+    loss = PropagationLoss()({"logits": masks, "object_scores": scores, "candidates": cands, "ious": ious}, target)
+    only_chosen = PropagationLoss(iou_weight=0.0)({"logits": masks, "object_scores": scores}, target)
+    assert torch.isfinite(loss) and not torch.isclose(loss, only_chosen)
+    loss.backward()
+    head = net.sam.sam_mask_decoder.iou_prediction_head
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())

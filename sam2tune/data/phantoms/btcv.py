@@ -7,8 +7,11 @@
 <out>/{Training,Test}/image/<case>/<i>.jpg + mask/<case>/<i>.npy   with slices=True (windowed -175..250 HU)
 ```
 
-Each case: air (-1000 HU) around a body ellipse (fat -100 HU rim, soft tissue 40 HU), with 13 organs as smooth,
-randomly deformed ellipsoids at plausible positions, each with its own mean HU, plus Gaussian noise.
+Each case: air (-1000 HU) around a body ellipse (fat -100 HU rim, fat-streaked soft tissue -60 HU inside), with 13
+organs as smooth, randomly deformed ellipsoids at plausible positions, each with its own mean HU, plus Gaussian noise.
+The inside is fatty (as intra-abdominal fat is around most organs) rather than 40 HU soft tissue: at 40 HU the
+oesophagus (45), adrenals (55-58), stomach (20) and gallbladder (5) were within noise of their surroundings, so the
+phantoms asked the tracker to follow invisible organs.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ _ORGANS: dict[int, tuple[float, float, float, float, float, float, float]] = {
     13: (0.62, 0.58, 0.68, 0.025, 0.03, 0.07, 58),  # left adrenal gland
 }
 WINDOW_HU = (-175.0, 250.0)
+INNER_HU = -60.0  # fat-streaked abdominal soft tissue between the organs
 
 
 def _smooth_blob(shape, centre, radii, rng: np.random.Generator, roughness: float = 0.25) -> np.ndarray:
@@ -51,17 +55,19 @@ def _smooth_blob(shape, centre, radii, rng: np.random.Generator, roughness: floa
     return dist <= 1.0 + roughness * field
 
 
-def _case(size: int, slices: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _case(size: int, slices: int, rng: np.random.Generator, organs: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One phantom -> (HU volume (x, y, z) int16, label (x, y, z) uint8)."""
     shape = (size, size, slices)
     ct = np.full(shape, -1000.0, np.float32)
     body = _smooth_blob(shape, (size * 0.5, size * 0.52, slices / 2), (size * 0.46, size * 0.38, slices * 10), rng, 0.05)
     inner = _smooth_blob(shape, (size * 0.5, size * 0.52, slices / 2), (size * 0.42, size * 0.34, slices * 10), rng, 0.05)
     ct[body] = -100.0
-    ct[inner] = 40.0
+    ct[inner] = INNER_HU
     label = np.zeros(shape, np.uint8)
     dims = np.asarray(shape, np.float64)
     for organ, (cx, cy, cz, rx, ry, rz, hu) in _ORGANS.items():
+        if organs is not None and organ not in organs:
+            continue
         centre = (np.array([cx, cy, cz]) + rng.uniform(-0.025, 0.025, 3)) * dims
         radii = np.array([rx, ry, rz]) * dims * rng.uniform(0.85, 1.15, 3)
         mask = _smooth_blob(shape, centre, radii, rng) & inner
@@ -94,8 +100,9 @@ def write_btcv_phantoms(
     depth: int = 24,
     val_fraction: float = 0.34,
     slices: bool = False,
+    organs: list[int] | None = None,
 ) -> dict:
-    """Write `cases` CT volumes (size x size x depth) with 13 organs in BTCV's NIfTI layout -> summary dict."""
+    """Write `cases` CT volumes (size x size x depth) with 13 organs (or only `organs`) in BTCV's NIfTI layout -> summary dict."""
     if isinstance(size, tuple):  # make_phantoms.py --size HxW: phantoms are square in-plane
         size = max(size)
     if cases < 2:
@@ -112,7 +119,7 @@ def write_btcv_phantoms(
     entries = []
     for i in range(cases):
         case = f"{i + 1:04d}"
-        ct, label = _case(size, depth, rng)
+        ct, label = _case(size, depth, rng, tuple(organs) if organs else None)
         img_rel, lab_rel = f"img/img{case}.nii.gz", f"label/label{case}.nii.gz"
         nib.save(nib.Nifti1Image(ct, affine), os.path.join(out, img_rel))
         nib.save(nib.Nifti1Image(label, affine), os.path.join(out, lab_rel))
