@@ -15,7 +15,7 @@ its random mask-decoder heads would stay frozen):
   tiny   (default) 3-6 phantom cases, 32 px, 4 epochs (1 frozen-encoder warm-up), validated once at the end:
          checks the pipeline end to end and that the model leaves its initial state; too short to rank the settings.
   small  14 phantom cases (6 train, 1 val, 7 test), 32 px, 10 epochs (2 warm-up), LR 1e-3, 10 MC passes: a CPU
-         run (~15-20 min on 2 shared cores) that learns.
+         run (23 min measured on 2 shared cores) that learns.
   full   (--full) the study setting: 96 px crops at 256 px, 60 epochs, 5 warm-up epochs then cosine, 20 MC passes.
 Before the four settings an "untrained" row evaluates the network at initialisation (same seed, no training): the
 level a model that never learned scores (probability ~0.5 everywhere, mean entropy ~1 bit); --no_untrained skips it.
