@@ -38,10 +38,10 @@ def phantoms(tmp_path_factory):
 # The short fine-tune behind every test here, and the Done-when test: random init (no checkpoint offline), so the mask
 # decoder trains with SAM2's memory modules (decoder_only + train_memory: 4x cheaper a step on CPU than full, and it
 # learns as fast from random weights); lr 1e-3 held flat (t_total far beyond the run: a cosine decay over 15 steps
-# would halve the mean lr); 3 volumes x 20 windows, batch 4 -> 15 optimizer steps. Windows of 8 slices (the bundle
-# default), not 4: organs here span ~5 of 12 slices, and only windows that run past an organ's end teach SAM2's
-# object-score head to say "gone"; with 4-slice windows it said "present" on every slice of the volume.
-TRAIN = {"max_epochs": 1, "window": 8, "windows_per_volume": 20, "learning_rate": 1e-3, "warmup_epochs": 0,
+# would halve the mean lr); 3 volumes x 20 windows of 4 slices, batch 4 -> 15 optimizer steps. (8-slice windows,
+# which run past organ ends and so also teach SAM2's object-score head "gone", tipped that head to "gone" on every
+# tracked slice after 15 steps: mean Dice 0.109, nothing above or below the prompt. 4-slice windows propagate.)
+TRAIN = {"max_epochs": 1, "window": 4, "windows_per_volume": 20, "learning_rate": 1e-3, "warmup_epochs": 0,
          "finetune": "decoder_only", "train#lr_scheduler#t_total": 10000}
 
 
@@ -142,6 +142,7 @@ def test_single_middle_prompt_propagates_both_ways_and_beats_untrained(evaluated
     from sam2tune.networks import SAM2Segmenter
     from sam2tune.utils import atomic_torch_save
 
+    torch.manual_seed(0)  # the untrained reference is one fixed random init
     atomic_torch_save(SAM2Segmenter("tiny", 64, in_channels=1).state_dict(), str(tmp_path / "models" / "model.pt"))
     bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], dataset_dir=str(phantoms), output_dir=str(tmp_path),
                               ckpt_dir=str(tmp_path / "models"), **bundle_tools.TINY)
@@ -156,12 +157,13 @@ def test_single_middle_prompt_propagates_both_ways_and_beats_untrained(evaluated
         hits = [int(r["slice"]) for r in rows if int(r["organ"]) == organ and int(r["pred_voxels"]) and float(r["dice"]) > 0]
         reach[organ] = (key, hits)  # slices where the prediction overlaps the organ
     print("Done-when:", {"trained": trained, "untrained": untrained, "reach": reach})
-    # Measured (2026-11-30, 2-core CPU shared with other jobs): trained mean Dice 0.176 vs untrained 0.104; the
-    # prediction overlapped the organ above and below its key slice for 4 of the 5 organs (stomach lost). So these
-    # bounds are what a 15-step CPU run clears, NOT the issue's "far above": 40 steps reach 0.24 vs 0.03 (README).
+    # Measured (2026-11-30, idle 2-core CPU, training 13 s): trained mean Dice 0.176 vs untrained 0.034; the prediction
+    # overlapped the organ above and below its key slice for 4 of the 5 organs (stomach lost). (60 steps with cosine
+    # decay: 0.222, both ways for 3 organs; 60 flat: 0.132.) The bounds sit below those with margin; they are what a
+    # short CPU run clears, NOT yet the issue's "far above" (e.g. >= 0.5): see the README's Results.
     both_ways = [o for o, (key, hits) in reach.items() if hits and min(hits) < key < max(hits)]
     assert len(both_ways) >= len(ORGANS) - 2, reach
-    assert trained >= 0.12 and trained >= untrained + 0.04, (trained, untrained)
+    assert trained >= 0.12 and trained >= untrained + 0.08, (trained, untrained)
 
 
 def test_torchrun_two_processes_gloo(tmp_path, bundle_tools):
