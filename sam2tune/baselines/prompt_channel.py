@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def boxes_to_channel(boxes: torch.Tensor | None, batch: int, height: int, width: int, device=None) -> torch.Tensor:
@@ -21,3 +22,16 @@ def boxes_to_channel(boxes: torch.Tensor | None, batch: int, height: int, width:
     inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1) & valid.view(-1, 1, 1)
     out[:, 0] = inside.float()
     return out
+
+
+def network_input(image: torch.Tensor, boxes: torch.Tensor | None, prompt_channel: bool, image_size: int, name: str) -> torch.Tensor:
+    """(B, C, H, W) image [+ (B, 4) boxes as an extra channel] resized to (image_size, image_size) -> (B, C[+1], S, S)."""
+    if image.ndim != 4:
+        raise ValueError(f"{name} expects (B, C, H, W) images, got shape {tuple(image.shape)}.")
+    b, _, h, w = image.shape
+    x = image
+    if prompt_channel:
+        x = torch.cat([x, boxes_to_channel(boxes, b, h, w, device=image.device).to(image.dtype)], dim=1)
+    if (h, w) != (image_size, image_size):
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return x

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from monai.networks.nets import FlexibleUNet
 from torch import nn
 
-from sam2tune.baselines.prompt_channel import boxes_to_channel
+from sam2tune.baselines.prompt_channel import network_input
 
 logger = logging.getLogger(__name__)
 RESNET_BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet200")
@@ -65,15 +65,8 @@ class ResNetUNet(nn.Module):
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor | None = None, **prompts: torch.Tensor | None) -> torch.Tensor:
         """(B, C, H, W) image in [0, 1] [+ (B, 4) xyxy boxes in its pixels] -> logits (B, K, H, W)."""
-        if image.ndim != 4:
-            raise ValueError(f"ResNetUNet expects (B, C, H, W) images, got shape {tuple(image.shape)}.")
-        b, _, h, w = image.shape
-        x = image
-        if self.prompt_channel:
-            x = torch.cat([x, boxes_to_channel(boxes, b, h, w, device=image.device).to(image.dtype)], dim=1)
-        if (h, w) != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        logits = self.unet(x)
+        h, w = image.shape[-2:]
+        logits = self.unet(network_input(image, boxes, self.prompt_channel, self.image_size, "ResNetUNet"))
         if logits.shape[-2:] != (h, w):
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
         return logits

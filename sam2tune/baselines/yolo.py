@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from sam2tune.baselines.prompt_channel import boxes_to_channel
+from sam2tune.baselines.prompt_channel import network_input
 from sam2tune.baselines.resnet_unet import load_baseline_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -127,22 +127,10 @@ class YOLOSegBaseline(nn.Module):
         if pretrained_checkpoint:
             load_baseline_checkpoint(self, pretrained_checkpoint)
 
-    def _input(self, image: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
-        if image.ndim != 4:
-            raise ValueError(f"YOLOSegBaseline expects (B, C, H, W) images, got shape {tuple(image.shape)}.")
-        b, _, h, w = image.shape
-        x = image
-        if self.prompt_channel:
-            x = torch.cat([x, boxes_to_channel(boxes, b, h, w, device=image.device).to(image.dtype)], dim=1)
-        if (h, w) != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        return x
-
     def forward(self, image: torch.Tensor, boxes: torch.Tensor | None = None, **prompts: torch.Tensor | None):
         """(B, C, H, W) image in [0, 1] [+ (B, 4) xyxy boxes] -> train mode: ultralytics' raw output dict (for
         YOLOSegLoss); eval mode: (B, 1, H, W) semantic logits (union of the kept instance masks)."""
-        x = self._input(image, boxes)
-        out = self.model(x)
+        out = self.model(network_input(image, boxes, self.prompt_channel, self.image_size, "YOLOSegBaseline"))
         if self.training:
             return out
         y, proto = out[0]  # eval: ((decoded (B, 4+nc+nm, A), proto (B, nm, h/4, w/4)), raw dict)
