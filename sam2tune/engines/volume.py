@@ -134,17 +134,34 @@ class PropagationLoss(nn.Module):
     slice to slice; without candidates in `pred` the chosen mask alone is trained.
     """
 
-    def __init__(self, dice_weight: float = 1.0, bce_weight: float = 1.0, object_weight: float = 1.0, iou_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        dice_weight: float = 1.0,
+        bce_weight: float = 1.0,
+        object_weight: float = 1.0,
+        iou_weight: float = 1.0,
+        object_balance: bool = False,
+        window_dice: bool = False,
+    ) -> None:
         super().__init__()
         self.dice_weight, self.bce_weight, self.object_weight, self.iou_weight = dice_weight, bce_weight, object_weight, iou_weight
+        self.object_balance, self.window_dice = object_balance, window_dice
         self.dice = DiceLoss(sigmoid=True, reduction="none")
+
+    def _object_loss(self, scores: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """BCE on object-score logits (O, T); balanced: mean of the present-slice and absent-slice means, since
+        present slices far outnumber absent ones and the head otherwise learns "always present"."""
+        bce = F.binary_cross_entropy_with_logits(scores, present.float(), reduction="none")
+        if not self.object_balance or present.all() or not present.any():
+            return bce.mean()
+        return 0.5 * (bce[present].mean() + bce[~present].mean())
 
     def forward(self, pred: dict, target: torch.Tensor) -> torch.Tensor:
         """pred {"logits": (O, T, H, W), "object_scores": (O, T)[, "candidates": (O, T, K, H, W), "ious": (O, T, K)]},
         target (O, T, H, W) binary -> scalar loss."""
         scores = pred["object_scores"].float()
         present = target.flatten(2).amax(-1) > 0  # (O, T)
-        loss = self.object_weight * F.binary_cross_entropy_with_logits(scores, present.float())
+        loss = self.object_weight * self._object_loss(scores, present)
         if not present.any():
             return loss
         tg = target[present].float()
@@ -155,7 +172,21 @@ class PropagationLoss(nn.Module):
             lg = pred["logits"][present].float().clamp(-20, 20)[:, None]
         d, bce = _candidate_loss(self.dice, lg, tg)
         per = self.dice_weight * d + self.bce_weight * bce  # (N, K)
-        loss = loss + per.min(1).values.mean()
+        if self.window_dice:
+            # Dice over each object's whole window (best candidate per slice): small masks on single slices make
+            # per-slice Dice noisy; the window sum weighs slices by their organ area, as volume Dice does
+            best = per.argmin(1)
+            chosen = lg[torch.arange(len(lg)), best]  # (N, H, W)
+            obj = present.nonzero()[:, 0]  # object of each present slice
+            prob, tgf = torch.sigmoid(chosen).flatten(1), tg.flatten(1)
+            n_obj = scores.shape[0]
+            inter = torch.zeros(n_obj, device=lg.device).index_add(0, obj, (prob * tgf).sum(1))
+            total = torch.zeros(n_obj, device=lg.device).index_add(0, obj, prob.sum(1) + tgf.sum(1))
+            has = torch.zeros(n_obj, dtype=torch.bool, device=lg.device).index_fill(0, obj, True)
+            wdice = (1 - (2 * inter + 1e-5) / (total + 1e-5))[has].mean()
+            loss = loss + self.dice_weight * wdice + self.bce_weight * bce[torch.arange(len(lg)), best].mean()
+        else:
+            loss = loss + per.min(1).values.mean()
         if "ious" in pred and self.iou_weight:
             with torch.no_grad():
                 hit = (lg > 0).float()

@@ -62,6 +62,11 @@ def test_window_and_slice_windows():
     first = int(crop["image"][0, 0, 0, 0])
     assert crop["image"].shape == (1, 3, 4, 4) and crop["label"][0, 0].any() and first in (6, 7)
     assert crop["image"][0, :, 0, 0].tolist() == [first, first + 1, first + 2]
+    # end_prob 1: only windows in which the organ (slices 2-8) ends: first slice 7 or 8, or 2 or 3 run backwards
+    label[0, 6:9], label[0, 2:9] = 0, 6
+    ends = RandSliceWindowd(window=3, reverse_prob=0.5, end_prob=1.0, seed=1)
+    starts = {int(ends({"image": torch.arange(10.0).view(1, 10, 1, 1), "label": label})["image"][0, 0, 0, 0]) for _ in range(40)}
+    assert starts <= {7, 8, 2, 3} and len(starts) >= 3, starts
 
 
 def test_organ_ids_and_names():

@@ -91,3 +91,27 @@ def test_training_loss_supervises_every_candidate_and_the_iou_head():
     loss.backward()
     head = net.sam.sam_mask_decoder.iou_prediction_head
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+
+
+def test_object_balance_and_window_dice():
+    """Balanced object-score BCE weighs the rare absent slices as much as the present ones; window Dice pools
+    each object's slices, so one tiny slice counts by its area rather than as a whole Dice term."""
+    from sam2tune.engines.volume import PropagationLoss
+
+    target = torch.zeros(1, 8, 16, 16)
+    target[0, :7, 2:14, 2:14] = 1  # present on 7 slices, absent on the last
+    scores = torch.full((1, 8), 5.0, requires_grad=True)  # "present" everywhere, as the untrained head says
+    logits = (target * 40 - 20).clone()
+    pred = {"logits": logits, "object_scores": scores}
+    plain, balanced = PropagationLoss()(pred, target), PropagationLoss(object_balance=True)(pred, target)
+    assert balanced > 3 * plain  # the one wrong (absent) slice is half the object loss instead of 1/8
+    balanced.backward()
+    assert scores.grad[0, 7] > 5 * scores.grad[0, :7].abs().max()
+    # perfect masks but one slice with a 1-pixel organ predicted empty: per-slice Dice pays ~1/7, window Dice ~1/(7*144)
+    target[0, 6] = 0
+    target[0, 6, 5, 5] = 1
+    logits = (target * 40 - 20).clone()
+    logits[0, 6, 5, 5] = -20.0
+    pred = {"logits": logits, "object_scores": torch.where(target.flatten(2).amax(-1) > 0, 20.0, -20.0)}
+    per_slice, window = PropagationLoss(bce_weight=0)(pred, target), PropagationLoss(bce_weight=0, window_dice=True)(pred, target)
+    assert per_slice > 0.1 > 0.01 > window
