@@ -50,7 +50,8 @@ batch 16) have not been measured yet.
 
 Reproduce: `python scripts/benchmark.py --device cuda --image_size 1024 --variant tiny --batch_size 16
 --out docs/benchmarks_gpu.json --markdown docs/benchmarks.md --merge docs/benchmarks_cpu.json` (GPU) and
-`python scripts/benchmark.py --device cpu --image_size 128 --steps 5 --pipeline_workers 2 --out docs/benchmarks_cpu.json`
+`python scripts/benchmark.py --device cpu --image_size 128 --steps 5 --pipeline_workers 2 --volume 24,128,13
+--out docs/benchmarks_cpu.json`
 (CPU), then `python scripts/benchmark.py --from_json docs/benchmarks_gpu.json,docs/benchmarks_cpu.json --markdown docs/benchmarks.md`.
 """
 
