@@ -24,7 +24,7 @@ def bundle_dimension(model: BundleModel) -> int:
 
 
 def bundle_labels(name: str) -> list[str]:
-    """Label names from the bundle's metadata.json `labels` (falls back to the bundle name's first words)."""
+    """Label names in index order from metadata.json: `labels`, else the output channel_def, else the bundle name."""
     from sam2tune.bundles import bundle_root
 
     try:
@@ -37,6 +37,11 @@ def bundle_labels(name: str) -> list[str]:
         return [k for k, v in sorted(labels.items(), key=lambda kv: kv[1]) if k != "background"]
     if isinstance(labels, list) and labels:
         return [str(x) for x in labels if x != "background"]
+    # MONAI's standard place: network_data_format.outputs.pred.channel_def {"0": "background", "1": "spleen", ...}
+    channels = meta.get("network_data_format", {}).get("outputs", {}).get("pred", {}).get("channel_def", {})
+    named = sorted((int(k), str(v).replace(" ", "_")) for k, v in channels.items() if str(k).isdigit() and int(k) > 0)
+    if len(named) > 1 and [k for k, _ in named] == list(range(1, len(named) + 1)):
+        return [v for _, v in named]
     return ["_".join(name.split("_")[:2])]
 
 

@@ -73,6 +73,15 @@ class SAM2InferTask(InferTask):
         """Always servable: the network is built on first use (base or fine-tuned weights)."""
         return True
 
+    def _label_value(self, request: dict) -> int:
+        """Voxel value to write: the index of the requested `label` name (multi-organ bundles), else 1."""
+        label = request.get("label")
+        if not isinstance(label, str) or not label:
+            return 1
+        if label not in self.labels:
+            raise bad_request(f"Model {self.model.name} has no label {label!r}; its labels are {sorted(self.labels)} (see GET /info/).")
+        return int(self.labels[label])
+
     def _prompts(self, request: dict, image: LoadedImage) -> dict[int, SlicePrompt]:
         label = request.get("label") if isinstance(request.get("label"), str) else None
         prompts = parse_prompts(request, image.ijk_shape, label or next(iter(self.labels), None))
@@ -91,6 +100,7 @@ class SAM2InferTask(InferTask):
             raise bad_request(f"Model {self.model.name} is 2D and reads photos (JPEG/PNG); {path.rsplit('/', 1)[-1]} is not one.")
         image = load_image(path, self.model.in_channels, self.model.hu_window)
         threshold = float(request.get("threshold", self.threshold))
+        label_value = self._label_value(request)
         prompts = {} if self.automatic else self._prompts(request, image)
         c = self.model.in_channels
         if not image.is_volume:
@@ -99,7 +109,6 @@ class SAM2InferTask(InferTask):
             mean_prob = float(prob.mean())
         else:
             mask, mean_prob = self._volume(image, prompts, threshold, c, _flag(request.get("propagate", True)))
-        label_value = 1
         ext = ".nrrd" if image.is_volume and request.get("result_extension") == ".nrrd" else ""  # OHIF asks for NRRD
         out = write_mask(image, mask * label_value, ext)
         latency = time.perf_counter() - start

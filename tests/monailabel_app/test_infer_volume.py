@@ -134,3 +134,22 @@ def test_propagate_false_predicts_only_prompted_slices(task, ct, monkeypatch):
     assert mask.shape == (NI, NJ, NK)
     assert mask.sum(axis=(0, 1)).nonzero()[0].tolist() == [3, 7]
     assert bool(mask[:, :, [3, 7]].all())
+
+
+def test_requested_organ_is_written_with_its_label_value(task, ct, monkeypatch):
+    from fastapi import HTTPException
+
+    assert task.labels["spleen"] == 1 and task.labels["liver"] == 6 and len(task.labels) == 13  # from channel_def
+
+    def fake(net, volume, prompts, chunk_size=16, directions="both"):
+        logits = torch.full((1, volume.shape[0], *volume.shape[-2:]), -8.0)
+        logits[0, :, 4:20, 30:36] = 8.0
+        return logits, torch.zeros(1, volume.shape[0])
+
+    monkeypatch.setattr(infer_mod, "propagate_volume", fake)
+    path, result = task({"image": ct, "foreground": [[32, 10, 4]], "label": "liver"})
+    mask, _ = _read(path)
+    assert set(np.unique(mask).tolist()) == {0, 6} and result["label_names"]["liver"] == 6
+    with pytest.raises(HTTPException) as err:
+        task({"image": ct, "foreground": [[32, 10, 4]], "label": "kidneys"})
+    assert err.value.status_code == 400 and "has no label 'kidneys'" in err.value.detail
