@@ -1,0 +1,81 @@
+"""Why does 3D propagation fail? Per-object tables and object-identity checks for SAM2 memory tracking.
+
+Two questions a volume's Dice cannot answer: does each organ's own propagated mask (before the argmax between organs)
+follow the organ, and does SAM2's memory tell the organs apart at all? After the key slice an object has no prompt, so
+everything that makes organ A's mask differ from organ B's must pass through the memory (mask memory + object
+pointers) and memory attention. If the memory-conditioned features of two objects on the next slice are nearly equal,
+the tracker predicts the same mask for both, whatever the decoder has learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from sam2tune.networks.propagator import ObjectPrompt, _point_inputs, _step, encode_frames, propagate_volume
+
+
+def relative_spread(x: torch.Tensor) -> torch.Tensor:
+    """(O, ...) per-object tensors -> (O, O) matrix of ||x_i - x_j|| / mean(||x_i||, ||x_j||)."""
+    flat = x.flatten(1).float()
+    norms = flat.norm(dim=1)
+    return torch.cdist(flat, flat) / ((norms[:, None] + norms[None]) / 2).clamp(min=1e-12)
+
+
+@torch.no_grad()
+def memory_identity(segmenter, volume: torch.Tensor, prompts: Sequence[ObjectPrompt], step: int = 1) -> dict[str, torch.Tensor]:
+    """(D, C, H, W) volume + one box/points prompt per object, all on one key slice k -> how distinguishable the
+    objects are to SAM2's tracker on slice k + step: {"memory": (O, O) spread of the key slice's mask memory and
+    object pointers, "conditioned": (O, O) spread of the memory-conditioned features of slice k + step}.
+
+    Spreads near 0 between two objects mean the tracker sees the same thing for both and will predict the same mask.
+    """
+    keys = {int(p.slice) for p in prompts}
+    if len(keys) != 1:
+        raise ValueError(f"memory_identity compares objects prompted on one key slice, got slices {sorted(keys)}.")
+    if any(p.mask is not None for p in prompts):
+        raise ValueError("memory_identity takes box or point prompts (mask prompts bypass SAM2's decoder).")
+    k = keys.pop()
+    target = k + step
+    if not 0 <= target < volume.shape[0]:
+        raise ValueError(f"Slice {target} (key {k} + step {step}) is outside the volume (slices 0..{volume.shape[0] - 1}).")
+    sam, n_obj, device = segmenter.sam, len(prompts), volume.device
+    features = encode_frames(segmenter, volume[[k, target]])
+    h, w = volume.shape[-2:]
+    scale = (segmenter.image_size / w, segmenter.image_size / h)
+    memory: dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    feats, pos = features.select(torch.zeros(n_obj, dtype=torch.long, device=device))
+    out = _step(sam, feats, pos, features.sizes, 0, True, _point_inputs(list(prompts), scale, device), None, memory, 2)
+    memory["cond_frame_outputs"][0] = out
+    mem = torch.cat([out["maskmem_features"].flatten(1), out["obj_ptr"].flatten(1)], 1)
+    feats, pos = features.select(torch.ones(n_obj, dtype=torch.long, device=device))
+    conditioned = sam._prepare_memory_conditioned_features(
+        frame_idx=step, is_init_cond_frame=False, current_vision_feats=feats[-1:], current_vision_pos_embeds=pos[-1:],
+        feat_sizes=features.sizes[-1:], output_dict=memory, num_frames=step + 1,
+    )
+    return {"memory": relative_spread(mem), "conditioned": relative_spread(conditioned)}
+
+
+@torch.no_grad()
+def object_slice_table(segmenter, volume: torch.Tensor, label: np.ndarray, prompts: Sequence[Sequence[ObjectPrompt]], object_ids: Sequence[int]) -> list[dict]:
+    """(D, C, H, W) volume, (D, H, W) label, per-object prompts -> one row per object and slice from each object's
+    own propagated logits (no argmax between objects): label and predicted voxels, Dice, object-score logit."""
+    logits, scores = propagate_volume(segmenter, volume, prompts)
+    rows = []
+    for o, organ in enumerate(object_ids):
+        key = int(prompts[o][0].slice)
+        truth_all = label == organ
+        for z in range(label.shape[0]):
+            pred, truth = (logits[o, z] > 0).cpu().numpy(), truth_all[z]
+            if not pred.any() and not truth.any():
+                continue
+            inter = int((pred & truth).sum())
+            rows.append({"organ": int(organ), "slice": z, "offset": z - key, "label_voxels": int(truth.sum()),
+                         "pred_voxels": int(pred.sum()), "dice": 2 * inter / (int(pred.sum()) + int(truth.sum())),
+                         "object_score": float(scores[o, z])})
+    return rows
+
+
+__all__ = ["memory_identity", "object_slice_table", "relative_spread"]
