@@ -52,7 +52,7 @@ def bundle_tasks(name: str, settings: AppSettings) -> tuple[dict, SAM2BundleTrai
     infers = {name: SAM2InferTask(model, labels, dim, settings.threshold)}
     if model.has_learned_prompt:
         infers[f"{name}_auto"] = SAM2AutoInferTask(model, labels, dim, settings.threshold)
-    return infers, SAM2BundleTrainTask(model), BundleModel(name, settings, dropout=settings.dropout)
+    return infers, SAM2BundleTrainTask(model, labels), BundleModel(name, settings, dropout=settings.dropout)
 
 
 _UPLOADS: dict[str, float] = {}  # temp file names POST /infer handed out for uploads -> when (time.monotonic())

@@ -24,10 +24,13 @@ TRAIN_KEYS = {"max_epochs": int, "learning_rate": float, "batch_size": int, "fin
               "amp": bool}
 
 
-def training_datalist(datastore: Datastore, out_dir: str, label_tag: str = "final") -> list[dict]:
-    """Labelled datastore images -> [{"image", "label", "id"}]; labels are binarised (> 0) copies in `out_dir`.
+def training_datalist(datastore: Datastore, out_dir: str, label_tag: str = "final", num_labels: int = 1) -> list[dict]:
+    """Labelled datastore images -> [{"image", "label", "id"}]; label copies in `out_dir`.
 
-    2D labels become 0/255 PNGs (what the bundles' mask readers expect); 3D labels uint8 NIfTI.
+    Single-label bundles get binarised (> 0) copies: 2D labels as 0/255 PNGs (what the bundles' mask readers expect),
+    3D labels as uint8 NIfTI. A 3D bundle with `num_labels` > 1 named labels (abdomen_ct_sam2's 13 organs) keeps the
+    label values 1..num_labels, since each value is its own object to track; a value outside that range stops with
+    the file named.
     """
     os.makedirs(out_dir, exist_ok=True)
     items = []
@@ -35,13 +38,21 @@ def training_datalist(datastore: Datastore, out_dir: str, label_tag: str = "fina
         image_path = datastore.get_image_uri(image_id)
         label_path = datastore.get_label_uri(image_id, label_tag)
         image = load_image(image_path)
-        mask = read_label(label_path, image) > 0
+        label = read_label(label_path, image)
         if image.is_volume:
+            if num_labels > 1:
+                bad = sorted(set(np.unique(label).tolist()) - set(range(num_labels + 1)))
+                if bad:
+                    raise ValueError(f"Label {os.path.basename(label_path)} of image {image_id} holds values {bad[:5]} outside "
+                                     f"0..{num_labels}: save it with the model's label values (GET /info/ lists them).")
+                values = label.astype(np.uint8)
+            else:
+                values = (label > 0).astype(np.uint8)
             dest = os.path.join(out_dir, f"{image_id}.nii.gz")
-            nib.save(nib.Nifti1Image(mask.astype(np.uint8), image.affine), dest)
+            nib.save(nib.Nifti1Image(values, image.affine), dest)
         else:
             dest = os.path.join(out_dir, f"{image_id}.png")
-            Image.fromarray(mask.astype(np.uint8) * 255).save(dest)
+            Image.fromarray((label > 0).astype(np.uint8) * 255).save(dest)
         items.append({"image": image_path, "label": dest, "id": image_id})
     return items
 
@@ -53,9 +64,9 @@ class SAM2BundleTrainTask(TrainTask):
     each round builds on the previous; the infer task hot-reloads the new file. Validation uses the same labels.
     """
 
-    def __init__(self, model: BundleModel) -> None:
+    def __init__(self, model: BundleModel, labels: list[str] | None = None) -> None:
         super().__init__(f"Fine-tune {model.name} ({model.settings.finetune}) on submitted labels")
-        self.model = model
+        self.model, self.num_labels = model, len(labels or [])
         s = model.settings
         self._config = {"max_epochs": s.max_epochs, "learning_rate": s.learning_rate, "batch_size": s.batch_size,
                         "finetune": s.finetune, "label_tag": "final", "val_interval": 1}
@@ -114,7 +125,7 @@ class SAM2BundleTrainTask(TrainTask):
     def __call__(self, request: dict, datastore: Datastore) -> dict:
         """Run one fine-tuning round (MONAI Label runs this in a background process) -> stats."""
         tag = request.get("label_tag", "final")
-        datalist = training_datalist(datastore, os.path.join(self.model.ckpt_dir, "train_labels"), tag)
+        datalist = training_datalist(datastore, os.path.join(self.model.ckpt_dir, "train_labels"), tag, self.num_labels)
         if not datalist:
             raise ValueError(f"No images labelled with tag {tag!r} yet: save labels (PUT /datastore/label) before training.")
         logger.info("Fine-tuning %s on %d labelled images", self.model.name, len(datalist))
