@@ -38,6 +38,8 @@ def memory_identity(segmenter, volume: torch.Tensor, prompts: Sequence[ObjectPro
     if any(p.mask is not None for p in prompts):
         raise ValueError("memory_identity takes box or point prompts (mask prompts bypass SAM2's decoder).")
     k = keys.pop()
+    if step == 0:
+        raise ValueError("step must be non-zero: the key slice itself is prompted, not tracked.")
     target = k + step
     if not 0 <= target < volume.shape[0]:
         raise ValueError(f"Slice {target} (key {k} + step {step}) is outside the volume (slices 0..{volume.shape[0] - 1}).")
@@ -51,9 +53,11 @@ def memory_identity(segmenter, volume: torch.Tensor, prompts: Sequence[ObjectPro
     memory["cond_frame_outputs"][0] = out
     mem = torch.cat([out["maskmem_features"].flatten(1), out["obj_ptr"].flatten(1)], 1)
     feats, pos = features.select(torch.ones(n_obj, dtype=torch.long, device=device))
+    # the propagator runs both directions on one increasing step axis (the frame table reverses), so a slice `step`
+    # away in either direction is tracking step |step| from the key slice's step 0
     conditioned = sam._prepare_memory_conditioned_features(
-        frame_idx=step, is_init_cond_frame=False, current_vision_feats=feats[-1:], current_vision_pos_embeds=pos[-1:],
-        feat_sizes=features.sizes[-1:], output_dict=memory, num_frames=step + 1,
+        frame_idx=abs(step), is_init_cond_frame=False, current_vision_feats=feats[-1:], current_vision_pos_embeds=pos[-1:],
+        feat_sizes=features.sizes[-1:], output_dict=memory, num_frames=abs(step) + 1,
     )
     return {"memory": relative_spread(mem), "conditioned": relative_spread(conditioned)}
 

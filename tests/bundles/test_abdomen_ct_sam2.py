@@ -160,9 +160,9 @@ def test_single_middle_prompt_propagates_both_ways_and_beats_untrained(evaluated
     # Measured (2026-11-30, idle 2-core CPU, training 13 s): trained mean Dice 0.176 vs untrained 0.034; the prediction
     # overlapped the organ above and below its key slice for 4 of the 5 organs (stomach lost). (60 steps with cosine
     # decay: 0.222, both ways for 3 organs; 60 flat: 0.132.) The bounds sit below those with margin; they are what a
-    # short CPU run clears, NOT the issue's "far above": from random weights SAM2's memory attention does not learn to
-    # tell the small organs apart (1,600 CPU steps: mean 0.612, spleen and stomach still share one blob), see the
-    # README's Results and scripts/diagnose_propagation.py.
+    # short CPU run clears, NOT the issue's "far above": at image_size 64 SAM2's memory sits on 4 x 4 tokens and, from
+    # random weights, memory attention does not learn to tell the small organs apart (1,600 steps: mean 0.612); at 128
+    # px it does after ~400 steps (mean 0.744), ~16 min of CPU. See the README's Results and diagnose_propagation.py.
     both_ways = [o for o, (key, hits) in reach.items() if hits and min(hits) < key < max(hits)]
     assert len(both_ways) >= len(ORGANS) - 2, reach
     assert trained >= 0.12 and trained >= untrained + 0.08, (trained, untrained)

@@ -43,6 +43,8 @@ def test_memory_identity_separates_different_prompts_only(net):
     assert float(backward["conditioned"][0, 2]) > 1e-3
     with pytest.raises(ValueError, match="one key slice"):
         memory_identity(net, vol, [ObjectPrompt(1, box=[0, 0, 4, 4]), ObjectPrompt(2, box=[0, 0, 4, 4])])
+    with pytest.raises(ValueError, match="non-zero"):
+        memory_identity(net, vol, prompts, step=0)
     with pytest.raises(ValueError, match="outside the volume"):
         memory_identity(net, vol, [ObjectPrompt(5, box=[0, 0, 4, 4])])
 
