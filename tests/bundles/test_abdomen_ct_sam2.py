@@ -162,10 +162,54 @@ def test_single_middle_prompt_propagates_both_ways_and_beats_untrained(evaluated
     # decay: 0.222, both ways for 3 organs; 60 flat: 0.132.) The bounds sit below those with margin; they are what a
     # short CPU run clears, NOT the issue's "far above": at image_size 64 SAM2's memory sits on 4 x 4 tokens and, from
     # random weights, memory attention does not learn to tell the small organs apart (1,600 steps: mean 0.612); at 128
-    # px it does after ~400 steps (mean 0.744), ~16 min of CPU. See the README's Results and diagnose_propagation.py.
+    # px it does: test_long_fine_tune_reaches_both_ends_of_every_organ below asserts the full Done-when (opt-in on CPU).
     both_ways = [o for o, (key, hits) in reach.items() if hits and min(hits) < key < max(hits)]
     assert len(both_ways) >= len(ORGANS) - 2, reach
     assert trained >= 0.12 and trained >= untrained + 0.08, (trained, untrained)
+
+
+# The Done-when at a size where SAM2's memory can tell the organs apart from random weights: image_size 128 (8 x 8
+# memory tokens; at 64 px the 4 x 4 grid gives every small organ the same memory, see the README's Results), 10 train
+# volumes, 800 steps. About 15 min on 2 CPU cores, so opt-in there; on CUDA it runs by default.
+LONG = os.environ.get("SAM2TUNE_LONG_TESTS", "0") not in ("", "0") or torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not LONG, reason="15 min on 2 CPU cores: set SAM2TUNE_LONG_TESTS=1 to run it (runs by default on CUDA)")
+@pytest.mark.timeout(3600)
+def test_long_fine_tune_reaches_both_ends_of_every_organ(tmp_path, bundle_tools):
+    """Issue 3, Done when, in full: after an 800-step fine-tune from random weights, every organ of every validation
+    volume, prompted once on its middle slice, is found above and below that slice, and mean Dice is far above the
+    same evaluation of the untrained network."""
+    from sam2tune.networks import SAM2Segmenter
+    from sam2tune.utils import atomic_torch_save
+
+    data = tmp_path / "btcv"
+    write_btcv_phantoms(str(data), cases=12, seed=0, size=48, depth=16, organs=ORGANS, val_fraction=2 / 12)
+    size = {**bundle_tools.TINY, "image_size": 128}
+    run = tmp_path / "run"
+    bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(data), output_dir=str(run), ckpt_dir=str(run / "models"),
+                              **{**size, "finetune": "decoder_only", "learning_rate": 1e-3, "warmup_epochs": 0, "max_epochs": 20,
+                                 "window": 4, "windows_per_volume": 16, "val_interval": 5, "early_stop_patience": 100})
+    bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], dataset_dir=str(data), output_dir=str(run), ckpt_dir=str(run / "models"), **size)
+    torch.manual_seed(0)
+    atomic_torch_save(SAM2Segmenter("tiny", 128, in_channels=1).state_dict(), str(tmp_path / "untrained" / "model.pt"))
+    bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], dataset_dir=str(data), output_dir=str(tmp_path / "untrained"),
+                              ckpt_dir=str(tmp_path / "untrained"), **size)
+    trained = json.loads((run / "eval" / "summary.json").read_text())
+    untrained = json.loads((tmp_path / "untrained" / "eval" / "summary.json").read_text())["mean_dice"]
+    rows = list(csv.DictReader(open(run / "eval" / "per_slice.csv")))
+    reach = {}
+    for case in trained["cases"]:
+        label = np.asarray(nib.load(str(data / "label" / f"label{case[3:]}.nii.gz")).dataobj).transpose(2, 1, 0)
+        for organ in ORGANS:
+            ks = np.nonzero((label == organ).any((1, 2)))[0]
+            key = int((ks[0] + ks[-1]) // 2)
+            hits = [int(r["slice"]) for r in rows if r["case"] == case and int(r["organ"]) == organ and float(r["dice"]) > 0]
+            reach[(case, organ)] = bool(hits) and min(hits) < key < max(hits)
+    print("Done-when (long):", {"trained": trained["mean_dice"], "untrained": untrained, "reach": reach})
+    # Measured (2026-12-01, 2-core CPU): trained 0.821 vs untrained 0.037; all 10 organ-volumes reached both ways.
+    assert len(reach) == 2 * len(ORGANS) and all(reach.values()), reach
+    assert trained["mean_dice"] >= 0.7 and trained["mean_dice"] >= untrained + 0.5, (trained["mean_dice"], untrained)
 
 
 def test_torchrun_two_processes_gloo(tmp_path, bundle_tools):
