@@ -105,7 +105,8 @@ class RandSliceWindowd(MapTransform):
         return d
 
     def _organ_ends(self, label: np.ndarray, first: int, step: int) -> bool:
-        """True when an organ on slice `first` is absent from a later slice of the window (or the volume ends)."""
+        """True when an organ on slice `first` is absent from a later slice of the window (windows padded past the
+        volume end do not count)."""
         last = first + step * (self.window - 1)
         if not 0 <= last < label.shape[0]:
             return False  # window padded past the volume: not an organ end
