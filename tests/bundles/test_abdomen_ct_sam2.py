@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -51,7 +52,8 @@ def trained(phantoms, tmp_path_factory, bundle_tools):
     out = tmp_path_factory.mktemp("run")
     bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(phantoms), output_dir=str(out), ckpt_dir=str(out / "models"),
                               **{**bundle_tools.TINY, **TRAIN})
-    return out
+    yield out
+    shutil.rmtree(out, ignore_errors=True)  # checkpoints: free the disk once the module is done
 
 
 @pytest.fixture(scope="module")

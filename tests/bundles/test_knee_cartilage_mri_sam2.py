@@ -33,7 +33,8 @@ def trained(phantoms, tmp_path_factory, bundle_tools):
     common = dict(dataset_dir=phantoms, output_dir=str(out), ckpt_dir=str(out / "models"), **bundle_tools.TINY)
     bundle_tools.run_workflow(BUNDLE, ["train"], max_epochs=1, finetune="full", learning_rate=1e-3, **common)
     bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], **common)
-    return out
+    yield out
+    shutil.rmtree(out, ignore_errors=True)  # checkpoints: free the disk once the module is done
 
 
 def test_training_leaves_contract_files(trained):

@@ -32,7 +32,8 @@ def trained(phantoms, tmp_path_factory, bundle_tools):
     common = dict(dataset_dir=str(phantoms), output_dir=str(out), ckpt_dir=str(out / "models"), **{**bundle_tools.TINY, **SMALL})
     bundle_tools.run_workflow(BUNDLE, ["train"], max_epochs=2, warmup_epochs=1, finetune="full", learning_rate=1e-3, **common)
     bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], mc_samples=3, **common)
-    return out
+    yield out
+    shutil.rmtree(out, ignore_errors=True)  # checkpoints: free the disk once the module is done
 
 
 def test_training_history_records_warmup_and_both_lr_groups(trained):

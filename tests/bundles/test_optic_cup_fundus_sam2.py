@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -26,7 +27,8 @@ def trained(phantoms, tmp_path_factory, bundle_tools):
     out = tmp_path_factory.mktemp("run")
     bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(out), ckpt_dir=str(out / "models"),
                  max_epochs=2, finetune="lora", learning_rate=1e-3, **bundle_tools.TINY)
-    return out
+    yield out
+    shutil.rmtree(out, ignore_errors=True)  # checkpoints: free the disk once the module is done
 
 
 def test_training_leaves_contract_files(trained):

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -45,7 +46,8 @@ def trained(phantoms, base_ckpt, tmp_path_factory, bundle_tools):
     bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(out), ckpt_dir=str(out / "models"),
                               pretrained_checkpoint=base_ckpt, max_epochs=1, val_interval=2, log_interval=1,
                               deterministic=False, **bundle_tools.TINY)
-    return out
+    yield out
+    shutil.rmtree(out, ignore_errors=True)  # checkpoints: free the disk once the module is done
 
 
 def _batch(phantoms: str, split: str = "val"):

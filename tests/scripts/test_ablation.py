@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ def ablation(tmp_path_factory):
     spec.loader.exec_module(module)
     out = tmp_path_factory.mktemp("ablation")
     assert module.main(["lung_nodule", "--out", str(out), "--cases", "3", "--device", "cpu"]) == 0
-    return module, out
+    yield module, out
+    shutil.rmtree(out, ignore_errors=True)  # four full checkpoints (~2 GB): free the disk once the module is done
 
 
 def test_table_comes_from_the_four_runs(ablation):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,8 @@ def compared(tmp_path_factory):
                            "--models", "sam2:lora+decoder,resnet", "--tiny", "--max_epochs", "1", "--cases", "8"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out, proc.stdout
+    yield out, proc.stdout
+    shutil.rmtree(out, ignore_errors=True)  # checkpoints: free the disk once the module is done
 
 
 def test_table_has_one_row_per_model_with_measured_numbers(compared):
