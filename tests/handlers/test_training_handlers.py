@@ -1,8 +1,12 @@
 """Checkpoint/resume, history and early stopping on a tiny ignite loop (no SAM2 needed)."""
 
+import glob
 import json
+import logging
 import os
+import shutil
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
@@ -73,3 +77,60 @@ def test_early_stop_on_stalled_metric():
     EarlyStopOnMetric(validator, "val_mean_dice", patience=2).attach(trainer)
     trainer.run([torch.ones(1, 2)], max_epochs=10)
     assert trainer.state.epoch == 3  # best at 1, no improvement at 2 and 3 -> stop
+
+
+class _JitterBatch:
+    """prepare_batch with its own NumPy generator (as the BTCV window prompts have): x + jitter -> (input, target)."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    def __call__(self, batch, device=None, non_blocking=False, **kwargs):
+        x = batch["x"] + torch.as_tensor(self.rng.normal(size=batch["x"].shape), dtype=torch.float32)
+        return x, x.sum(-1, keepdim=True) * 0.1
+
+
+def _random_run(ckpt_dir: str, max_epochs: int, n_saved: int = 1) -> torch.Tensor:
+    """A MONAI SupervisedTrainer drawing from every kind of generator -> final weights.
+
+    Shuffled sampler and dropout (torch's global RNG), a MONAI random transform (its own RandomState), a
+    prepare_batch with a NumPy Generator: a new process builds all of it from the same seed, then resumes.
+    """
+    from monai.data import DataLoader, Dataset
+    from monai.engines import SupervisedTrainer
+    from monai.transforms import RandGaussianNoised
+    from monai.utils import set_determinism
+
+    set_determinism(0)
+    data = [{"x": np.full((4,), float(i), np.float32)} for i in range(6)]
+    loader = DataLoader(Dataset(data, RandGaussianNoised("x", prob=1.0)), batch_size=2, shuffle=True, num_workers=0)
+    net = torch.nn.Sequential(torch.nn.Dropout(0.3), torch.nn.Linear(4, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    trainer = SupervisedTrainer(device="cpu", max_epochs=max_epochs, train_data_loader=loader, network=net, optimizer=opt,
+                                loss_function=torch.nn.MSELoss(), prepare_batch=_JitterBatch())
+    ResumableCheckpoint(ckpt_dir, {"network": net, "optimizer": opt}, n_saved=n_saved).attach(trainer)
+    trainer.run()
+    set_determinism(None)
+    return net[1].weight.detach().clone()
+
+
+def test_resumed_run_draws_what_the_uninterrupted_run_drew(tmp_path, caplog):
+    whole = _random_run(str(tmp_path / "whole"), max_epochs=3, n_saved=3)
+    saved = glob.glob(str(tmp_path / "whole" / "checkpoint_*.pt"))
+    after_one = min(saved, key=lambda f: int(f.rsplit("_", 1)[1][:-3]))  # checkpoint_<iteration>.pt
+    owned = torch.load(after_one, weights_only=True)["rng"]["owned"]
+    assert {"dataset.transform.transforms.0.rand_gaussian_noise.R", "prepare_batch.rng"} <= owned.keys()
+
+    os.makedirs(tmp_path / "killed")
+    shutil.copy(after_one, tmp_path / "killed")  # as if the run had been killed after epoch 1
+    assert torch.equal(_random_run(str(tmp_path / "killed"), max_epochs=3), whole)
+
+    # a checkpoint without generator state (older sam2tune) still resumes, with a warning, but draws otherwise
+    state = torch.load(after_one, weights_only=True)
+    del state["rng"]
+    os.makedirs(tmp_path / "old")
+    torch.save(state, tmp_path / "old" / os.path.basename(after_one))
+    with caplog.at_level(logging.WARNING):
+        old = _random_run(str(tmp_path / "old"), max_epochs=3)
+    assert "holds no random-generator state" in caplog.text
+    assert not torch.allclose(old, whole)
