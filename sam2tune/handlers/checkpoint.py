@@ -31,7 +31,8 @@ class ResumableCheckpoint:
 
     The trainer is added at attach time (as "trainer"), so a bundle config needs no trainer<->handler reference cycle,
     and so are the random generators (as "rng": global ones plus those of the trainer's dataset and prepare_batch),
-    so a resumed run draws the windows, prompts and augmentations the uninterrupted run would have drawn.
+    so a resumed run draws the windows, prompts and augmentations the uninterrupted run would have drawn (attach it
+    after the validation handler, as the bundles do, so the saved state already includes what validation drew).
 
     MONAI's CheckpointSaver writes non-atomically; here ignite's DiskSaver(atomic=True) writes a temporary file
     and renames it, so a kill mid-write leaves the previous checkpoint intact. Loading goes through MONAI's
