@@ -38,7 +38,10 @@ def _ultralytics():
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")  # never pip-install missing requirements at run time
     os.environ.setdefault("YOLO_VERBOSE", "False")
     if not os.environ.get("YOLO_CONFIG_DIR"):  # its settings.json would otherwise go to ~/.config (maybe read-only)
-        os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="sam2tune_yolo_cfg_")
+        # one folder per user, reused by every process (a fresh mkdtemp per process would pile up in the temp dir)
+        config_dir = os.path.join(tempfile.gettempdir(), f"sam2tune_yolo_cfg_{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+        os.makedirs(config_dir, exist_ok=True)
+        os.environ["YOLO_CONFIG_DIR"] = config_dir
     try:
         import ultralytics
         import ultralytics.utils.loss  # noqa: F401  (loaded here so callers get one import error, not two)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -64,6 +65,21 @@ def stop_server(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_tempdir(tmp_path_factory):
+    """Result files of infer tasks (MONAI Label's `tmp*.nii.gz|png`, which a server deletes after answering but a
+    direct task call leaves) go to pytest's temp tree, here and in the servers started here (TMPDIR)."""
+    path = str(tmp_path_factory.mktemp("tempdir"))
+    before = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = path, path
+    yield path
+    if before[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before[0]
+    tempfile.tempdir = before[1]
 
 
 @pytest.fixture(scope="session")
