@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import torch
 
-    from sam2tune.engines.volume import organ_prompt
+    from sam2tune.engines.volume import VolumePromptPrepareBatch
     from sam2tune.networks import SAM2Segmenter
     from sam2tune.networks.propagation_diagnostics import memory_identity, object_slice_table
     from sam2tune.transforms.ct import LoadVolumed
@@ -53,18 +53,13 @@ def main(argv: list[str] | None = None) -> dict:
     data = LoadVolumed(window=[float(v) for v in args.hu_window.split(",")])({"image": args.image, "label": args.label})
     volume = torch.as_tensor(np.asarray(data["image"]))[0][:, None].float()  # (D, 1, H, W)
     label = np.asarray(data["label"])[0]
-    organs = [int(v) for v in args.organs.split(",") if v] or [int(v) for v in np.unique(label) if v]
-    prompts, ids = [], []
-    for organ in organs:
-        ks = np.nonzero((label == organ).any((1, 2)))[0]
-        if not len(ks):
-            print(f"organ {organ}: not in {args.label}, skipped")
-            continue
-        k = int((ks[0] + ks[-1]) // 2)
-        if not (label[k] == organ).any():
-            k = int((label == organ).sum((1, 2)).argmax())
-        prompts.append([organ_prompt(label[k] == organ, k, "box")])
-        ids.append(organ)
+    organs = [int(v) for v in args.organs.split(",") if v] or None
+    # the evaluator's own prompt preparation: a box on each organ's middle slice (its largest if it skips that one)
+    batch = {"image": volume[None].transpose(1, 2), "label": torch.as_tensor(label)[None, None]}
+    _, _, _, kwargs = VolumePromptPrepareBatch(prompt_mode="box", organ_ids=organs)(batch)
+    prompts, ids = kwargs["prompts"], kwargs["object_ids"]
+    for organ in sorted(set(organs or []) - set(ids)):
+        print(f"organ {organ}: not in {args.label}, skipped")
     if not ids:
         raise SystemExit(f"No organ to diagnose in {args.label}: check --organs.")
     out = Path(args.out)

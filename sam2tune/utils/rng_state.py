@@ -20,6 +20,7 @@ import torch.distributed as dist
 
 logger = logging.getLogger(__name__)
 Generator = np.random.RandomState | np.random.Generator | torch.Generator
+_KIND = {np.random.RandomState: "RandomState", np.random.Generator: "Generator", torch.Generator: "torch"}
 _LEAVES = (torch.Tensor, np.ndarray, torch.nn.Module, str, bytes, int, float, bool, dict, type(None))
 
 
@@ -32,7 +33,7 @@ def find_generators(root: object, path: str) -> dict[str, Generator]:
         if id(obj) in seen:
             return
         seen.add(id(obj))
-        if isinstance(obj, (np.random.RandomState, np.random.Generator, torch.Generator)):
+        if isinstance(obj, tuple(_KIND)):
             found[where] = obj
         elif isinstance(obj, (list, tuple)):
             for i, item in enumerate(obj):
@@ -57,10 +58,12 @@ def _legacy_tuple(state: dict) -> tuple:
 
 def _get(gen: Generator) -> dict:
     if isinstance(gen, np.random.RandomState):
-        return {"kind": "RandomState", **_legacy_state(gen.get_state())}
-    if isinstance(gen, np.random.Generator):
-        return {"kind": "Generator", "bit_generator": gen.bit_generator.state}  # nested dict of str / int
-    return {"kind": "torch", "state": gen.get_state()}
+        state = _legacy_state(gen.get_state())
+    elif isinstance(gen, np.random.Generator):
+        state = {"bit_generator": gen.bit_generator.state}  # nested dict of str / int
+    else:
+        state = {"state": gen.get_state()}
+    return {"kind": _KIND[type(gen)], **state}
 
 
 def _set(gen: Generator, state: dict) -> None:
@@ -70,9 +73,6 @@ def _set(gen: Generator, state: dict) -> None:
         gen.bit_generator.state = state["bit_generator"]
     else:
         gen.set_state(state["state"])
-
-
-_KIND = {np.random.RandomState: "RandomState", np.random.Generator: "Generator", torch.Generator: "torch"}
 
 
 class RNGState:

@@ -67,6 +67,24 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait(timeout=15)
 
 
+def wait_for_training(client, log_path: str, timeout: float) -> dict:
+    """Poll GET /train/ until the job ends -> its status; fails with the server log unless it ended DONE."""
+    deadline, status = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        status = client.train_status()
+        if status.get("status") in ("DONE", "ERROR"):
+            break
+        time.sleep(2)
+    assert status and status.get("status") == "DONE", f"training did not finish: {status}\n{Path(log_path).read_text()[-3000:]}"
+    return status
+
+
+@pytest.fixture(scope="session")
+def training_waiter():
+    """wait_for_training(client, log_path, timeout) for tests that start a train job."""
+    return wait_for_training
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_tempdir(tmp_path_factory):
     """Result files of infer tasks (MONAI Label's `tmp*.nii.gz|png`, which a server deletes after answering but a

@@ -98,7 +98,7 @@ def _label(path, cx, cy, r=12):
     return str(path)
 
 
-def test_label_active_learning_train_and_hot_reload(client, server, tmp_path):
+def test_label_active_learning_train_and_hot_reload(client, server, training_waiter, tmp_path):
     url, studies, model_dir, log_path = server
     prompt = {"foreground": [[48, 48]]}
     _, before = client.infer(MODEL, "T0001", prompt)
@@ -124,14 +124,7 @@ def test_label_active_learning_train_and_hot_reload(client, server, tmp_path):
         time.sleep(0.05)
     code, msg = _status(lambda: client.train_start(MODEL, {"max_epochs": 1}))
     assert code == 429 and "Already Running" in msg
-    deadline = time.monotonic() + 150
-    status = None
-    while time.monotonic() < deadline:
-        status = client.train_status()
-        if status.get("status") in ("DONE", "ERROR"):
-            break
-        time.sleep(2)
-    assert status and status.get("status") == "DONE", f"training did not finish: {status}\n{open(log_path).read()[-3000:]}"
+    training_waiter(client, log_path, timeout=150)
     assert os.path.isfile(os.path.join(model_dir, MODEL, "model.pt"))
     history = json.load(open(os.path.join(model_dir, MODEL, "train_output", "training_history.json")))
     assert len(history if isinstance(history, list) else history.get("epochs", [])) == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
 import nibabel as nib
 import numpy as np
@@ -44,7 +43,7 @@ def _liver_click(phantoms, case: str) -> list[int]:
     return [int(np.median(i[on])), int(np.median(j[on])), kk]
 
 
-def test_volume_click_train_on_multi_organ_labels_and_hot_reload(volume_server, tmp_path):
+def test_volume_click_train_on_multi_organ_labels_and_hot_reload(volume_server, training_waiter):
     client, studies, phantoms, model_dir, log_path = volume_server
     shape = nib.load(str(studies / "img0001.nii.gz")).shape
     prompt = {"foreground": [_liver_click(phantoms, "0001")], "label": "liver"}
@@ -56,13 +55,7 @@ def test_volume_click_train_on_multi_organ_labels_and_hot_reload(volume_server, 
     for case in ("0001", "0002"):  # the phantom's own organ maps, as a clinician's corrected labels
         client.save_label(f"img{case}", str(phantoms / "label" / f"label{case}.nii.gz"), tag="final")
     client.train_start(MODEL, {"max_epochs": 1, "finetune": "decoder_only", "learning_rate": 1e-3})
-    deadline, status = time.monotonic() + 240, None
-    while time.monotonic() < deadline:
-        status = client.train_status()
-        if status.get("status") in ("DONE", "ERROR"):
-            break
-        time.sleep(2)
-    assert status and status.get("status") == "DONE", f"training did not finish: {status}\n{log_path.read_text()[-3000:]}"
+    training_waiter(client, log_path, timeout=240)
     assert (model_dir / MODEL / "model.pt").is_file()
     copies = sorted((model_dir / MODEL / "train_labels").iterdir())
     assert len(copies) == 2
