@@ -33,10 +33,11 @@ $(PY):
 # multi-GB torch just to run setup.py, which with SAM2_BUILD_CUDA=0 never uses torch (sam2's setup.py
 # tolerates its absence: SAM2_BUILD_ALLOW_ERRORS=1, its default). So build the pure-Python wheel first, in .venv,
 # without isolation or dependencies; then one resolve of the pinned stack, which finds sam2 already there and
-# installs its requirements (torch, torchvision, numpy, ...) at the pinned versions.
+# installs its requirements (torch, torchvision, numpy, ...) at the pinned versions. requirements-sam2.txt carries the
+# sdist's sha256, so pip refuses a changed upload before building it.
 $(STAMP): $(REQS) pyproject.toml | $(PY)
 	$(PIP) install $(BUILD_TOOLS)
-	SAM2_BUILD_ALLOW_ERRORS=1 $(PIP) install --no-build-isolation --no-deps $$(grep -E '^sam2==' requirements.txt)
+	SAM2_BUILD_ALLOW_ERRORS=1 $(PIP) install --no-build-isolation --no-deps -r requirements-sam2.txt
 	$(PIP) install -r requirements.txt -r requirements-dev.txt
 	$(PIP) install --no-deps -e .
 	touch $@
