@@ -15,7 +15,7 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
-from sam2tune.monailabel.app import guard_infer_request, track_infer_uploads
+from sam2tune.monailabel.app import guard_endpoints, guard_infer_request, track_infer_uploads, train_request
 from sam2tune.monailabel.datastore import VersionedLocalDatastore
 from sam2tune.monailabel.dicomweb import dicomweb_datastore
 from sam2tune.monailabel.settings import AppSettings
@@ -28,6 +28,7 @@ class SAM2TuneApp(MONAILabelApp):
     def __init__(self, app_dir, studies, conf):
         self.settings = AppSettings.from_conf(conf, app_dir)
         track_infer_uploads()  # so guard_infer_request accepts only the temp file POST /infer wrote for the request
+        guard_endpoints(lambda: self._trainers)  # train bodies / infer params checked before a job starts
         self.bundles = {}
         for name in self.settings.bundle_names():
             config = SAM2BundleConfig()
@@ -65,3 +66,7 @@ class SAM2TuneApp(MONAILabelApp):
     def infer(self, request, datastore=None):
         guard_infer_request(request, self._infers, datastore or self.datastore())
         return super().infer(request, datastore)
+
+    def train(self, request):
+        # runs in MONAI Label's training process (or in the request with run_sync): checked again there
+        return super().train(train_request(request, self._trainers))

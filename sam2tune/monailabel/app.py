@@ -7,6 +7,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 
 from monailabel.interfaces.datastore import Datastore
 
@@ -15,7 +16,8 @@ from sam2tune.monailabel.errors import bad_request, not_found
 from sam2tune.monailabel.infer import SAM2AutoInferTask, SAM2InferTask
 from sam2tune.monailabel.model import BundleModel
 from sam2tune.monailabel.settings import AppSettings
-from sam2tune.monailabel.train import SAM2BundleTrainTask
+from sam2tune.monailabel.train import SAM2BundleTrainTask, check_train_request
+from sam2tune.monailabel.validation import INFER_SPECS, InputError, check_mapping
 
 
 def bundle_dimension(model: BundleModel) -> int:
@@ -52,7 +54,7 @@ def bundle_tasks(name: str, settings: AppSettings) -> tuple[dict, SAM2BundleTrai
     infers = {name: SAM2InferTask(model, labels, dim, settings.threshold)}
     if model.has_learned_prompt:
         infers[f"{name}_auto"] = SAM2AutoInferTask(model, labels, dim, settings.threshold)
-    return infers, SAM2BundleTrainTask(model, labels), BundleModel(name, settings, dropout=settings.dropout)
+    return infers, SAM2BundleTrainTask(model, labels, dim), BundleModel(name, settings, dropout=settings.dropout)
 
 
 _UPLOADS: dict[str, float] = {}  # temp file names POST /infer handed out for uploads -> when (time.monotonic())
@@ -105,11 +107,126 @@ def track_infer_uploads() -> bool:
     return True
 
 
+def check_infer_options(request: dict) -> dict:
+    """The typed infer options of a request (INFER_SPECS: threshold, propagate, label, result_extension, device,
+    clicks...) checked in place: typed values replace the raw ones; 400 naming the key and its allowed values.
+
+    Other keys (what MONAI Label and its clients add: client_id, label_info, ...) pass, but no string value that a
+    bundle config would evaluate ('$...', '@...', '%...', '#') is accepted under any key.
+
+    Args:
+        request: the infer request dict (modified in place).
+
+    Returns:
+        The same dict.
+    """
+    checked = {k: v for k, v in request.items() if k not in ("image", "model", "session", "description")}
+    try:
+        request.update(check_mapping(checked, INFER_SPECS, f"infer request for {request.get('model')}:", unknown="keep"))
+    except InputError as err:
+        raise bad_request(str(err)) from None
+    return request
+
+
+def parse_infer_params(params: str | None, model: str = "") -> dict:
+    """POST /infer's `params` form field -> dict; 400 naming `params` when it is not a JSON object.
+
+    Args:
+        params: the raw field (JSON text).
+        model: the model, for the message.
+
+    Returns:
+        The parsed options ({} for an empty field).
+    """
+    if params is None or (isinstance(params, str) and not params.strip()):
+        return {}
+    try:
+        value = json.loads(params)
+    except (TypeError, ValueError) as err:
+        raise bad_request(f"infer request for {model}: the form field `params` is not JSON ({err}); send a JSON object, "
+                          'e.g. params={"foreground": [[10, 20]]}.') from None
+    if not isinstance(value, dict):
+        raise bad_request(f"infer request for {model}: the form field `params` must be a JSON object, got "
+                          f"{type(value).__name__}.")
+    return value
+
+
+def guard_endpoints(trainers: Callable[[], dict]) -> bool:
+    """Check train and infer requests in MONAI Label's own endpoint functions, before anything runs.
+
+    MONAI Label hands POST /train/<model> to a background process (the app's `train` runs there, after the HTTP
+    answer), so a bad body must be refused in the server: `run_model` / `run` of monailabel.endpoints.train are
+    wrapped to call check_train_request first (4xx, and the job never starts). POST /infer's `run_inference`
+    is wrapped so that a non-JSON `params` field is a 400 naming it (MONAI Label's json.loads would answer 500).
+
+    Args:
+        trainers: returns {trainer name: task} of the app (called per request).
+
+    Returns:
+        False when the endpoints are not importable (no FastAPI server in this process, e.g. a training process).
+    """
+    try:
+        from monailabel.endpoints import infer as infer_endpoint
+        from monailabel.endpoints import train as train_endpoint
+    except ImportError:
+        return False
+    if not getattr(train_endpoint.run_model, "_sam2tune_guard", False):
+        run_model, run_all = train_endpoint.run_model, train_endpoint.run
+
+        def guarded_run_model(model, params=None, run_sync=False, enqueue=False):
+            check_train_request({**(params or {}), "model": model}, trainers())
+            return run_model(model, params, run_sync, enqueue)
+
+        def guarded_run(params=None, run_sync=False):
+            names = trainers()
+            for name in names:
+                body = (params or {}).get(name) or {}
+                if not isinstance(body, dict):
+                    raise bad_request(f"train request: the body for {name} must be a JSON object, got {type(body).__name__}.")
+                check_train_request({**body, "model": name}, names)
+            unknown = sorted(set(params or {}) - set(names))
+            if unknown:
+                raise bad_request(f"train request: unknown trainer(s) {unknown}; trainers: {sorted(names)}.")
+            return run_all(params, run_sync)
+
+        guarded_run_model._sam2tune_guard = guarded_run._sam2tune_guard = True
+        train_endpoint.run_model, train_endpoint.run = guarded_run_model, guarded_run
+    if not getattr(infer_endpoint.run_inference, "_sam2tune_guard", False):
+        run_inference = infer_endpoint.run_inference
+
+        def guarded_run_inference(background_tasks, model, image="", session_id="", params="{}", file=None, label=None,
+                                  output=None):
+            options = parse_infer_params(params, model)
+            return run_inference(background_tasks, model, image, session_id, json.dumps(options), file, label, output)
+
+        guarded_run_inference._sam2tune_guard = True
+        infer_endpoint.run_inference = guarded_run_inference
+    return True
+
+
+def train_request(request: dict, trainers: dict) -> dict:
+    """What the app's `train` passes on: the checked request, without the {trainer: body} entries of POST /train/.
+
+    Args:
+        request: MONAI Label's train request ({"model", **body}).
+        trainers: the app's trainers.
+
+    Returns:
+        {"model": name, **checked body values}.
+    """
+    checked = check_train_request(request, trainers)
+    return {"model": request["model"], **checked}
+
+
 def guard_infer_request(request: dict, infers: dict, datastore: Datastore) -> None:
-    """404 for unknown models / image ids, 400 for ids that are paths; only this request's own upload passes as a path."""
+    """404 for unknown models / image ids, 400 for ids that are paths; only this request's own upload passes as a path.
+
+    The typed options are checked too (check_infer_options).
+    """
     model = request.get("model")
     if model not in infers:
         raise not_found(f"No infer model {model!r}; served models: {sorted(infers)} (see GET /info/).")
+    check_infer_options(request)
     image = request.get("image")
     if not isinstance(image, str):
         return

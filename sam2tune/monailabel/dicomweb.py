@@ -21,7 +21,7 @@ from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from sam2tune.io.dicom_seg import write_dicom_seg
-from sam2tune.monailabel.datastore import check_image_id
+from sam2tune.monailabel.datastore import check_image_id, current_label_info, record_version
 from sam2tune.monailabel.errors import bad_request, not_found, unprocessable
 from sam2tune.monailabel.images import load_image, read_label
 
@@ -93,7 +93,8 @@ class SAM2DICOMWebDatastore(DICOMWebDatastore):
         return str(seg.SeriesInstanceUID), str(seg.SOPInstanceUID)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any], label_id: str = "") -> str:
-        """Validate -> (tag final) SEG to the DICOMweb server -> local cache copy; returns the label id."""
+        """Validate -> (tag final) SEG to the DICOMweb server -> local cache copy (the replaced one archived as
+        versions/<id>.v<N>); returns the label id."""
         image_uri = self.get_image_uri(image_id)
         if not image_uri:
             raise not_found(f"Series {image_id!r} is not on the DICOMweb server (search filter {self._search_filter}).")
@@ -113,7 +114,10 @@ class SAM2DICOMWebDatastore(DICOMWebDatastore):
 
     def _save(self, image_id: str, image_uri: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         read_label(label_filename, load_image(image_uri))  # 422 naming the file when it cannot be used
-        label_info = dict(label_info or {})
+        # The cached copy of the label being replaced is archived (highest version + 1), as on the local datastore;
+        # for `final` its DICOM SEG stays on the DICOMweb server and is named in previous_SeriesInstanceUID.
+        old = LocalDatastore.get_label_uri(self, image_id, label_tag)
+        label_info = record_version(old, image_id, label_info, current_label_info(self, image_id, label_tag))
         if label_tag == DefaultLabelTag.FINAL:
             seg_series, seg_sop = self.upload_seg(image_id, label_filename, label_info)
             info = self.get_image_info(image_id)

@@ -7,11 +7,13 @@ import os
 import threading
 
 import torch
+from fastapi import HTTPException
 from monai.bundle import ConfigParser
 
 from sam2tune.bundles import bundle_root
 from sam2tune.monailabel.settings import AppSettings
-from sam2tune.networks import read_state_dict
+from sam2tune.networks import load_finetuned_state_dict, read_state_dict
+from sam2tune.networks.segmenter import CheckpointMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -66,18 +68,42 @@ class BundleModel:
         return net.to(self.device).eval()
 
     def network(self) -> torch.nn.Module:
-        """The eval-mode network, rebuilt or reloaded if model.pt changed since it was loaded (thread-safe)."""
+        """The eval-mode network, rebuilt or reloaded if model.pt changed since it was loaded (thread-safe).
+
+        A fine-tuned model.pt loads strictly (sam2tune.networks.load_finetuned_state_dict): a file from another
+        bundle, variant or image size raises a 500 naming the file, the missing / unexpected keys and the likely
+        cause. Nothing of it is loaded then (keys and shapes are checked before any tensor is copied); the
+        previous weights stay in memory but are not served, and the next request tries the file again.
+        """
         with self._lock:
             version = self.weights_version()
             if self._net is None:
-                self._net = self._build()
+                self._net = self._checked(self._build)
             elif version is not None and version != self._loaded_mtime:
                 # model.pt is written atomically by ModelExport, so a changed mtime means a complete new file.
-                state = read_state_dict(self.model_path)
-                result = self._net.load_state_dict(state, strict=False)
+                self._checked(self._reload)
                 self._loaded_mtime = version
-                logger.info("Hot-reloaded %s from %s (missing keys: %d)", self.name, self.model_path, len(result.missing_keys))
+                logger.info("Hot-reloaded %s from %s (all keys matched)", self.name, self.model_path)
             return self._net
+
+    def _reload(self) -> None:
+        load_finetuned_state_dict(self._net, read_state_dict(self.model_path), source=self.model_path)
+        self._net.to(self.device).eval()  # adapters / prompt tokens the file added are created on the CPU
+
+    def _checked(self, load):
+        try:
+            return load()
+        except Exception as exc:  # ConfigParser wraps what network_def raised: look down the cause chain
+            err = exc
+            while err is not None and not isinstance(err, CheckpointMismatchError):
+                err = err.__cause__ or err.__context__
+            if err is None:
+                raise
+            logger.error("%s: %s", self.name, err)
+            raise HTTPException(status_code=500, detail=(
+                f"Model {self.name}: the fine-tuned weights {self.model_path} do not fit the served network "
+                f"(sam2_variant / image_size of --conf, or a file of another bundle): {err} Retrain with POST "
+                f"/train/{self.name} or remove the file to serve the base weights.")) from exc
 
     @property
     def lock(self) -> threading.RLock:

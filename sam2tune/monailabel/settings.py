@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass, field, fields
 
 from sam2tune.bundles import list_bundles
-from sam2tune.utils.flags import as_bool
+from sam2tune.monailabel.validation import SETTINGS_SPECS, InputError, check_device, check_mapping, check_value
+from sam2tune.utils import as_bool
 
 
 @dataclass
@@ -18,7 +19,7 @@ class AppSettings:
         model_dir: where fine-tuned weights go, one folder per bundle (default <app_dir>/model).
         sam2_variant / image_size: override the bundles' network size (e.g. tiny / 64 for CPU tests).
         pretrained_checkpoint: base SAM2 checkpoint used until a fine-tuned model.pt exists (None = random init).
-        device: "cpu", "cuda" or "" (= cuda when available).
+        device: "cpu", "cuda", "cuda:N" or "" (= cuda when available).
         finetune: strategy for training on submitted labels (full|decoder_only|lora|adapter|prompt).
         max_epochs / learning_rate / batch_size: fine-tuning defaults, each overridable per /train request.
         mc_samples / dropout / uncertainty: epistemic active learning (MC dropout samples, p, entropy|variance).
@@ -45,30 +46,47 @@ class AppSettings:
     amp: str = ""
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Every field checked against its whitelist (sam2tune.monailabel.validation.SETTINGS_SPECS)."""
+        for f in fields(self):
+            if f.name in SETTINGS_SPECS:
+                value = getattr(self, f.name)
+                if not (value == "" and f.name == "amp"):
+                    value = check_value(f.name, value, SETTINGS_SPECS[f.name], "--conf")
+                setattr(self, f.name, str(value).lower() if f.name == "amp" else value)
+        if self.image_size and (self.image_size < 32 or self.image_size % 16):
+            raise InputError("image_size", f"--conf image_size={self.image_size}: expected 0 (the bundle's own size) or a "
+                                           f"multiple of 16 from 32 to 4096 (e.g. 64, 256, 1024).")
+        check_mapping(self.extra, SETTINGS_SPECS, "--conf", unknown="keep")
+
     @classmethod
     def from_conf(cls, conf: dict | None, app_dir: str = ".") -> AppSettings:
-        """MONAI Label conf dict (+ environment) -> validated settings."""
+        """MONAI Label conf dict (+ SAM2TUNE_ML_<KEY> environment) -> validated settings.
+
+        Args:
+            conf: `--conf key value` pairs as MONAI Label passes them (strings).
+            app_dir: the app folder (default model_dir is <app_dir>/model).
+
+        Returns:
+            The settings; ValueError (an InputError naming the key and its allowed values) for a bad value, e.g. a
+            string starting with '$', '@' or '%', an unknown device, a strategy or variant that does not exist.
+        """
         conf = dict(conf or {})
         kw = {}
         for f in fields(cls):
             if f.name == "extra":
                 continue
-            raw = conf.get(f.name, os.environ.get(f"SAM2TUNE_ML_{f.name.upper()}"))
+            env = f"SAM2TUNE_ML_{f.name.upper()}"
+            raw = conf.get(f.name, os.environ.get(env))
             if raw is None or raw == "":
                 continue
-            typ = type(f.default)
-            try:
-                # `--conf x false` arrives as the string "false": booleans go through as_bool, never bool()
-                kw[f.name] = as_bool(raw, f"--conf {f.name}") if typ is bool else typ(raw)
-            except ValueError as err:
-                raise ValueError(f"--conf {f.name} {raw!r}: expected a {typ.__name__}.") from err
+            where = "--conf" if f.name in conf else f"environment {env}:"
+            # `--conf x false` arrives as the string "false": booleans go through as_bool (inside check_value)
+            value = check_value(f.name, raw, SETTINGS_SPECS[f.name], where)
+            kw[f.name] = str(value).lower() if f.name == "amp" else value
         s = cls(**kw, extra={k: v for k, v in conf.items() if k not in {f.name for f in fields(cls)}})
         if not s.model_dir:
             s.model_dir = os.path.join(app_dir, "model")
-        if s.amp:
-            s.amp = str(as_bool(s.amp, "--conf amp")).lower()  # fails at start-up, not at the first request
-        if s.uncertainty not in ("entropy", "variance"):
-            raise ValueError(f"--conf uncertainty must be 'entropy' or 'variance', got {s.uncertainty!r}.")
         return s
 
     def bundle_names(self) -> list[str]:
@@ -97,7 +115,7 @@ class AppSettings:
         return as_bool(self.amp, "--conf amp") and device.startswith("cuda") if self.amp else device.startswith("cuda")
 
     def torch_device(self) -> str:
-        """The device string to run on."""
+        """The device string to run on ('cpu', 'cuda' or 'cuda:N', checked: it is formatted into a config expression)."""
         import torch
 
-        return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return check_device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -10,6 +10,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+import requests
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 from PIL import Image
@@ -57,6 +58,7 @@ def test_infer_clicks_roi_and_auto(client):
 
 
 def test_bad_input_is_4xx_and_server_keeps_serving(client, server, tmp_path):
+    _, first = client.infer(MODEL, "T0001", {"foreground": [[48, 48]]})
     code, msg = _status(lambda: client.infer(MODEL, "no_such_image", {"foreground": [[1, 1]]}))
     assert code == 404 and "not in the datastore" in msg
     code, msg = _status(lambda: client.infer(MODEL, "../../etc/passwd", {"foreground": [[1, 1]]}))
@@ -78,18 +80,24 @@ def test_bad_input_is_4xx_and_server_keeps_serving(client, server, tmp_path):
     code, _ = _status(lambda: client.save_label("no_such_image", str(wrong), tag="final"))
     assert code == 404
     assert client.datastore()["objects"]["T0002"]["labels"] == {}  # nothing was stored
-    _, params = client.infer(MODEL, "T0001", {"foreground": [[48, 48]]})  # still serving
-    assert params["foreground_voxels"] >= 0
+    f, params = client.infer(MODEL, "T0001", {"foreground": [[48, 48]]})  # still serving, and still the same
+    assert params["foreground_voxels"] == first["foreground_voxels"] == int(np.asarray(Image.open(f)).sum())
+    assert params["mean_probability"] == pytest.approx(first["mean_probability"], abs=1e-6)
 
 
 def test_twenty_concurrent_infers(client):
-    def one(i):
-        _, p = client.infer(MODEL, ["T0001", "T0002", "V0001", "V0002"][i % 4], {"foreground": [[40 + i, 50]]})
-        return p["foreground_voxels"]
+    """Twenty requests at once give what the same requests give one by one (one network shared under a lock)."""
 
+    def one(i):
+        f, p = client.infer(MODEL, ["T0001", "T0002", "V0001", "V0002"][i % 4], {"foreground": [[40 + i, 50]]})
+        assert p["foreground_voxels"] == int(np.asarray(Image.open(f)).sum())
+        return p["foreground_voxels"], round(p["mean_probability"], 5)
+
+    alone = [one(i) for i in range(0, 20, 5)]
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         results = list(pool.map(one, range(20)))
-    assert len(results) == 20 and all(r >= 0 for r in results)
+    assert len(results) == 20 and results[0::5] == alone
+    assert len({r[1] for r in results}) > 1  # different images / clicks reached the network
 
 
 def _label(path, cx, cy, r=12):
@@ -143,7 +151,8 @@ def test_upload_passes_but_a_named_temp_file_is_400(client, tmp_path):
     photo = tmp_path / "mine.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(photo)
     f, params = client.infer(MODEL, "", {"foreground": [[48, 48]]}, file=str(photo))
-    assert np.asarray(Image.open(f)).shape == (96, 96) and params["foreground_voxels"] >= 0
+    mask = np.asarray(Image.open(f))
+    assert mask.shape == (96, 96) and params["foreground_voxels"] == int(mask.sum())
     other = tempfile.NamedTemporaryFile(suffix=".png", delete=False)  # a tmp* file in the server's temp dir
     other.close()
     try:
@@ -152,3 +161,71 @@ def test_upload_passes_but_a_named_temp_file_is_400(client, tmp_path):
         assert code == 400 and "never paths" in msg and "upload it" in msg
     finally:
         os.remove(other.name)
+
+
+# ---- nothing from a request runs as code ---------------------------------------------------------------------------
+def _touch(marker) -> str:
+    """A config expression that would create `marker` if a bundle config ever evaluated it."""
+    return f"$__import__('pathlib').Path('{marker}').touch()"
+
+
+def _no_job_and_no_marker(url: str, marker) -> None:
+    time.sleep(1.0)  # a background job would have been registered by now
+    res = requests.get(f"{url}/train/", params={"check_if_running": "true"}, timeout=30)
+    assert res.status_code == 404 and "No Train Tasks are currently Running" in res.text
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("run_sync", [False, True])
+def test_train_injection_is_refused_and_runs_nothing(server, tmp_path, run_sync):
+    url, marker = server[0], tmp_path / "x"
+    body = {"finetune": f"$__import__('os').system('touch {marker}') or 'lora'", "max_epochs": 1}
+    res = requests.post(f"{url}/train/{MODEL}", params={"run_sync": str(run_sync).lower()}, json=body, timeout=60)
+    assert res.status_code == 400, res.text
+    assert "finetune" in res.json()["detail"] and "refused" in res.json()["detail"]
+    _no_job_and_no_marker(url, marker)
+
+
+@pytest.mark.parametrize("key", ["finetune", "label_tag", "amp", "max_epochs", "learning_rate", "batch_size",
+                                 "val_interval", "gpus", "client_id"])
+def test_every_train_key_refuses_config_strings(server, tmp_path, key):
+    url, marker = server[0], tmp_path / "x"
+    res = requests.post(f"{url}/train/{MODEL}", json={key: _touch(marker)}, timeout=60)
+    assert res.status_code == 400 and f"{key}=" in res.json()["detail"], res.text
+    _no_job_and_no_marker(url, marker)
+
+
+def test_unknown_train_key_and_bad_values_are_named(server):
+    url = server[0]
+    res = requests.post(f"{url}/train/{MODEL}", json={"max_epoch": 1}, timeout=60)
+    detail = res.json()["detail"]
+    assert res.status_code == 400 and "unknown key 'max_epoch'" in detail and "'max_epochs'" in detail
+    for body, expected in (({"finetune": "lorra"}, "['full', 'decoder_only', 'lora', 'adapter', 'prompt']"),
+                           ({"max_epochs": 0}, "out of range"), ({"learning_rate": "fast"}, "a number"),
+                           ({"amp": "maybe"}, "true or false")):
+        res = requests.post(f"{url}/train/{MODEL}", json=body, timeout=60)
+        assert res.status_code == 400 and expected in res.json()["detail"] and next(iter(body)) in res.json()["detail"]
+    res = requests.post(f"{url}/train/", json={MODEL: {"finetune": "$1"}}, timeout=60)  # all trainers at once
+    assert res.status_code == 400 and "finetune" in res.json()["detail"]
+    res = requests.get(f"{url}/train/", params={"check_if_running": "true"}, timeout=30)
+    assert res.status_code == 404
+
+
+@pytest.mark.parametrize("key", ["label", "label_tag", "result_extension", "device", "threshold", "propagate",
+                                 "save_label", "any_other_key"])
+def test_every_infer_option_refuses_config_strings(server, tmp_path, key):
+    url, marker = server[0], tmp_path / "x"
+    params = {"foreground": [[48, 48]], key: _touch(marker)}
+    res = requests.post(f"{url}/infer/{MODEL}", params={"image": "T0001"}, data={"params": json.dumps(params)}, timeout=60)
+    assert res.status_code == 400 and key in res.json()["detail"] and "refused" in res.json()["detail"], res.text
+    assert not marker.exists()
+
+
+def test_infer_params_that_are_not_json_are_400(server):
+    url = server[0]
+    for raw in ("{not json", "[1, 2]"):
+        res = requests.post(f"{url}/infer/{MODEL}", params={"image": "T0001"}, data={"params": raw}, timeout=60)
+        assert res.status_code == 400 and "`params`" in res.json()["detail"], res.text
+    res = requests.post(f"{url}/infer/{MODEL}", params={"image": "T0001"}, timeout=60,
+                        data={"params": json.dumps({"foreground": [[48, 48]], "threshold": 2})})
+    assert res.status_code == 400 and "threshold" in res.json()["detail"] and "out of range" in res.json()["detail"]

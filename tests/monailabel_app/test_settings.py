@@ -43,7 +43,7 @@ def test_train_request_amp_string(tmp_path):
     for raw in ("false", "False", "0", False):
         assert task.overrides({"amp": raw}, [])["amp"] is False
     assert task.overrides({"amp": "true"}, [])["amp"] is True
-    with pytest.raises(ValueError, match="amp='maybe' is not a bool"):
+    with pytest.raises(ValueError, match="amp must be true or false"):
         task.overrides({"amp": "maybe"}, [])
     off = SAM2BundleTrainTask(BundleModel("optic_cup_fundus_sam2", AppSettings.from_conf({"device": "cuda", "amp": "false"}, str(tmp_path))))
     assert off.overrides({}, [])["amp"] is False
