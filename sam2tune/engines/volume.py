@@ -24,37 +24,12 @@ from monai.losses import DiceLoss
 from monai.utils import convert_to_tensor
 from torch import nn
 
-from sam2tune.networks.propagator import ObjectPrompt, encode_frames, propagate_volume, track_objects
+from sam2tune.networks.propagator import encode_frames, propagate_volume, track_objects
+from sam2tune.prompts.objects import object_prompt
 from sam2tune.utils.dist import unwrap
+from sam2tune.utils.flags import as_bool
 
 logger = logging.getLogger(__name__)
-
-
-def mask_box(mask: np.ndarray, jitter: float = 0.0, rng: np.random.Generator | None = None) -> list[float]:
-    """Binary (H, W) -> xyxy box (pixel edges), each side moved by up to `jitter` x box size."""
-    ys, xs = np.nonzero(mask)
-    box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
-    if jitter and rng is not None:
-        size = np.array([box[2] - box[0], box[3] - box[1]] * 2)
-        box = box + rng.uniform(-jitter, jitter, 4) * size
-    h, w = mask.shape
-    return np.clip(box, 0, [w, h, w, h]).tolist()
-
-
-def organ_prompt(mask: np.ndarray, k: int, mode: str = "box", jitter: float = 0.0, rng=None) -> ObjectPrompt:
-    """Binary (H, W) slice mask -> ObjectPrompt on slice k: box, centre point ("points"), both, or the mask itself."""
-    if mode == "mask":
-        return ObjectPrompt(k, mask=mask.astype(np.float32))
-    box = mask_box(mask, jitter, rng) if mode in ("box", "box+points") else None
-    points = labels = None
-    if mode in ("points", "box+points"):
-        # the foreground pixel farthest from the border would be best; the median pixel is cheap and inside
-        ys, xs = np.nonzero(mask)
-        i = np.argsort(xs + ys * mask.shape[1])[len(xs) // 2]
-        points, labels = [[float(xs[i]), float(ys[i])]], [1]
-    if box is None and points is None:
-        raise ValueError(f"Unknown prompt mode {mode!r}: choose box, points, box+points or mask.")
-    return ObjectPrompt(k, box=box, points=points, point_labels=labels)
 
 
 class SliceWindowPrepareBatch(PrepareBatch):
@@ -88,10 +63,10 @@ class SliceWindowPrepareBatch(PrepareBatch):
                 binary = window == organ
                 targets.append(torch.from_numpy(binary.astype(np.float32)))
                 table.append(torch.arange(b * t, (b + 1) * t))
-                init.append(organ_prompt(binary[0], 0, self.mode, self.jitter, self.rng))
+                init.append(object_prompt(binary[0], 0, self.mode, self.jitter, self.rng))
                 for s in range(self.prompt_freq, t, self.prompt_freq) if self.prompt_freq else ():
                     if binary[s].any():
-                        steps.setdefault(s, {})[o] = organ_prompt(binary[s], s, "box", self.jitter, self.rng)
+                        steps.setdefault(s, {})[o] = object_prompt(binary[s], s, "box", self.jitter, self.rng)
         if not init:
             raise ValueError("No organ on the first slice of any window: check the labels hold organs 1-13.")
         step_prompts = {s: [d.get(o) for o in range(len(init))] for s, d in steps.items()}
@@ -201,13 +176,15 @@ class VolumePromptPrepareBatch(PrepareBatch):
     """Whole volumes (1, 1, D, H, W) + label -> (volume, label, (), {"prompts", "object_ids"}), batch first.
 
     Every organ of the label is prompted on its key slice: "middle" = middle of its slice range (the largest slice
-    if the organ skips that one), "largest" = its largest slice.
+    if the organ skips that one), "largest" = its largest slice. ``pass_label`` also hands the label to the inferer
+    (``label=``), for the click protocol.
     """
 
-    def __init__(self, prompt_mode: str = "box", key_slice: str = "middle", organ_ids: Sequence[int] | None = None) -> None:
+    def __init__(self, prompt_mode: str = "box", key_slice: str = "middle", organ_ids: Sequence[int] | None = None,
+                 pass_label: bool = False) -> None:
         if key_slice not in ("middle", "largest"):
             raise ValueError(f"key_slice must be 'middle' or 'largest', got {key_slice!r}.")
-        self.mode, self.key_slice = prompt_mode, key_slice
+        self.mode, self.key_slice, self.pass_label = prompt_mode, key_slice, as_bool(pass_label, "pass_label")
         self.organ_ids = list(organ_ids) if organ_ids else None
 
     def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
@@ -227,9 +204,10 @@ class VolumePromptPrepareBatch(PrepareBatch):
             k = int((ks[0] + ks[-1]) // 2) if self.key_slice == "middle" else int(area.argmax())
             if not area[k]:
                 k = int(area.argmax())
-            prompts.append([organ_prompt(binary[k], k, self.mode)])
+            prompts.append([object_prompt(binary[k], k, self.mode)])
             ids.append(organ)
-        return image.to(device=device, non_blocking=non_blocking), label.to(device), (), {"prompts": prompts, "object_ids": ids}
+        kwargs = {"prompts": prompts, "object_ids": ids, **({"label": label} if self.pass_label else {})}
+        return image.to(device=device, non_blocking=non_blocking), label.to(device), (), kwargs
 
 
 class VolumeInferer(Inferer):
@@ -305,6 +283,4 @@ __all__ = [
     "SliceWindowPrepareBatch",
     "VolumeInferer",
     "VolumePromptPrepareBatch",
-    "mask_box",
-    "organ_prompt",
 ]
