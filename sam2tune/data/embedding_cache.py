@@ -25,7 +25,7 @@ import torch
 from monai.transforms import Compose, Randomizable
 from torch import nn
 
-from sam2tune.utils import atomic_torch_save, atomic_write_json, unwrap
+from sam2tune.utils import as_bool, atomic_torch_save, atomic_write_json, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -72,19 +72,10 @@ def check_commutes(transforms: Any, image_key: str = "image") -> None:
         )
 
 
-def as_flag(value: Any, key: str = "cache_embeddings") -> bool:
-    """A bundle flag from JSON or the command line (`--cache_embeddings true` arrives as the string 'true')."""
-    if isinstance(value, bool) or value is None:
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise ValueError(f"{key} must be true or false, got {value!r}.")
-
-
 def cache_safe(transforms: Sequence, enabled: bool | str, image_key: str = "image") -> list:
     """`transforms` as a list, minus (with a warning naming them) the image augmentations when `enabled`."""
     transforms = list(transforms or [])
-    if not as_flag(enabled):
+    if not as_bool(enabled, "cache_embeddings"):
         return transforms
     bad = set(non_commuting(transforms, image_key))
     if bad:

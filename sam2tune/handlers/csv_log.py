@@ -33,7 +33,7 @@ def batch_iou(output: list | dict) -> float:
 class TrainingCSVLog:
     """Append one train row every `every` steps and one val row per StepValidation to CSVs in `output_dir`.
 
-    A fresh run rewrites the files from scratch; a resumed run (StepCheckpoint) keeps the rows up to the step it
+    A fresh run rewrites the files from scratch; a resumed run (ResumableCheckpoint) keeps the rows up to the step it
     resumed from and drops later ones (logged after that checkpoint, before the kill), so no step appears twice.
     This is decided at the first iteration, not at STARTED, so it does not depend on the order in which handlers
     load the checkpoint. Train IoU is measured on the post-processed (thresholded) predictions of that step's

@@ -10,7 +10,7 @@ Files in `ckpt_dir` (only one of each best/latest/final kind is kept; older ones
 
 and `<output_dir>/training_summary.json`. Strategies without adapter weights (full, decoder_only) get the merged
 files only; the `_lora_` names then hold nothing and are skipped. state_dict()/load_state_dict() let
-StepCheckpoint resume a run: the summary then covers every validation and second since the first start.
+ResumableCheckpoint resume a run: the summary then covers every validation and second since the first start.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class StepOutputs:
         self.best: dict | None = None
         self.paths: dict[str, str] = {}
         self.validations: list[dict] = []
-        self.resumed_from: list[int] = []  # steps this run was resumed from (StepCheckpoint), oldest first
+        self.resumed_from: list[int] = []  # steps this run was resumed from (ResumableCheckpoint), oldest first
         self._seconds_before = 0.0  # training seconds of the runs before a resume
         self._t0 = 0.0
         self._engine: Engine | None = None
@@ -71,7 +71,7 @@ class StepOutputs:
         engine.add_event_handler(StepValidationEvents.VALIDATION_COMPLETED, self._on_validation)
         engine.add_event_handler(Events.COMPLETED, self._completed)
 
-    # ---- resume (StepCheckpoint saves and restores this) ---------------------------------------------------------------
+    # ---- resume (ResumableCheckpoint saves and restores this) ---------------------------------------------------------------
     def state_dict(self) -> dict:
         """Best so far, validations, file names kept, seconds trained and the step of this state (for resume)."""
         return {"step": self._engine.state.iteration if self._engine is not None else 0, "best": self.best,

@@ -39,11 +39,15 @@ class VolumeReport:
         organ_names: {id: name} of the organs scored (ids absent from a volume's label and prediction are skipped).
         inferer: the VolumeInferer, whose per-volume timings give mean_seconds_per_volume.
         skipped: [{"case", "reason"}] cases left out before evaluation (screening), listed in summary.json.
+        split: name of the data split evaluated (e.g. "test" held out, or "val" = the model-selection split),
+            recorded in summary.json so a number is never read as held-out when it is not.
         num_qc_slices: overlay PNGs per volume (slices spread over the labelled range).
     """
 
-    def __init__(self, output_dir: str, organ_names: dict, inferer=None, skipped: list | None = None, num_qc_slices: int = 3) -> None:
+    def __init__(self, output_dir: str, organ_names: dict, inferer=None, skipped: list | None = None, num_qc_slices: int = 3,
+                 split: str | None = None) -> None:
         self.output_dir, self.inferer, self.skipped, self.num_qc = str(output_dir), inferer, list(skipped or []), num_qc_slices
+        self.split = split
         self.organ_names = {int(k): str(v) for k, v in organ_names.items()}
         self._reset(None)
 
@@ -114,6 +118,7 @@ class VolumeReport:
         scored = [o for o in organs.values() if o["n_volumes"]]
         return {
             "n": len(self.cases),
+            "split": self.split,
             "cases": self.cases,
             "mean_dice": _nanmean([o["volume_dice"] for o in scored]),
             "mean_iou": _nanmean([o["volume_iou"] for o in scored]),

@@ -25,13 +25,20 @@ ORGANS = [1, 2, 3, 6, 7]
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
-    """4 phantoms (3 train, 1 val) plus one validation case whose label is on another grid (to be skipped)."""
+    """5 phantoms: 3 train, 1 val (img0005: model selection), 1 labelled held-out test case (img0004: what
+    evaluate.json scores), plus one test case whose label is on another grid (to be skipped).
+
+    (Cases 1-4 are those of a 4-case phantom set of the same seed, on which the bounds below were measured.)
+    """
     out = tmp_path_factory.mktemp("btcv")
-    write_btcv_phantoms(str(out), cases=4, seed=0, size=48, depth=12, val_fraction=0.25, organs=ORGANS)
+    write_btcv_phantoms(str(out), cases=5, seed=0, size=48, depth=12, val_fraction=0.2, organs=ORGANS)
     img = nib.load(str(out / "img" / "img0004.nii.gz"))
     nib.save(nib.Nifti1Image(np.zeros((48, 48, 6), np.uint8), img.affine), str(out / "label" / "label0099.nii.gz"))
     meta = json.loads((out / "dataset_0.json").read_text())
-    meta["validation"].append({"image": "img/img0004.nii.gz", "label": "label/label0099.nii.gz"})
+    entry = {i: {"image": f"img/img000{i}.nii.gz", "label": f"label/label000{i}.nii.gz"} for i in range(1, 6)}
+    meta["training"], meta["validation"] = [entry[1], entry[2], entry[3]], [entry[5]]
+    meta["test"] = [entry[4], {"image": "img/img0004.nii.gz", "label": "label/label0099.nii.gz"},
+                    "imagesTs/img0061.nii.gz"]  # BTCV's own test images come unlabelled: not scored
     (out / "dataset_0.json").write_text(json.dumps(meta))
     return out
 
@@ -75,7 +82,7 @@ def test_training_leaves_contract_files(trained):
 def test_evaluate_reports_whole_volumes_and_skips_bad_case(evaluated, phantoms):
     ev = evaluated
     summary = json.loads((ev / "summary.json").read_text())
-    assert summary["n"] == 1 and summary["cases"] == ["img0004"]
+    assert summary["n"] == 1 and summary["cases"] == ["img0004"] and summary["split"] == "test"  # held out, not val
     assert summary["mean_seconds_per_volume"] > 0 and 0.0 <= summary["global_dice"] <= 1.0
     assert len(summary["skipped"]) == 1 and "label0099" in summary["skipped"][0]["reason"]
     label = np.asarray(nib.load(str(phantoms / "label" / "label0004.nii.gz")).dataobj)

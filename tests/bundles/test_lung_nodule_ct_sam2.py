@@ -16,6 +16,7 @@ from sam2tune.data.phantoms.lung_nodule import write_lung_nodule_phantoms
 BUNDLE = "lung_nodule_ct_sam2"
 # The shared TINY overrides, at 32 px crops (the phantom nodules fit; each epoch is one batch of the 3 train cases).
 SMALL = {"image_size": 32, "crop_size": [32, 32], "cache_rate": 1.0}
+MARGIN = 0.15  # mean Dice of the short fine-tune over a random init; measured 0.51 vs 0.16 (see the `trained` fixture)
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +28,15 @@ def phantoms(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(phantoms, tmp_path_factory, bundle_tools):
-    """One short run (2 epochs, warm-up 1) then evaluation with 3 MC passes, shared by the tests below."""
+    """One short run (3 epochs of 3 steps, warm-up 1, LR held flat) then evaluation with 3 MC passes, shared below.
+
+    Measured (2026-12-01, 2 shared CPU cores): test-split mean Dice 0.51 after these 3 epochs vs 0.16 for the fixed
+    random init; 2 epochs of one batch (the earlier setting) learnt nothing (0.159 vs 0.159).
+    """
     out = tmp_path_factory.mktemp("run")
     common = dict(dataset_dir=str(phantoms), output_dir=str(out), ckpt_dir=str(out / "models"), **{**bundle_tools.TINY, **SMALL})
-    bundle_tools.run_workflow(BUNDLE, ["train"], max_epochs=2, warmup_epochs=1, finetune="full", learning_rate=1e-3, **common)
+    bundle_tools.run_workflow(BUNDLE, ["train"], max_epochs=3, warmup_epochs=1, finetune="full", learning_rate=1e-3,
+                              **{**common, "batch_size": 1, "train#lr_scheduler#t_total": 10000})
     bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], mc_samples=3, **common)
     yield out
     shutil.rmtree(out, ignore_errors=True)  # checkpoints: free the disk once the module is done
@@ -38,20 +44,32 @@ def trained(phantoms, tmp_path_factory, bundle_tools):
 
 def test_training_history_records_warmup_and_both_lr_groups(trained):
     history = json.loads((trained / "training_history.json").read_text())
-    assert [r["epoch"] for r in history] == [1, 2]
-    assert [r["encoder_trainable"] for r in history] == [False, True]
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert [r["encoder_trainable"] for r in history] == [False, True, True]
     assert history[0]["lr_image_encoder"] == pytest.approx(0.1 * history[0]["lr_decoder"])
     assert all({"train_loss", "val_mean_dice", "val_mean_iou"} <= set(r) for r in history)
     state = torch.load(trained / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert "prompt_tokens" in state and state["prompt_tokens"].shape == (1, 256)
 
 
-def test_evaluation_report_with_calibration_and_uncertainty(trained):
+def test_evaluation_report_with_calibration_and_uncertainty(trained, phantoms, tmp_path, bundle_tools):
+    from sam2tune.networks import SAM2Segmenter
+    from sam2tune.utils import atomic_torch_save
+
     summary = json.loads((trained / "eval" / "summary.json").read_text())
     assert summary["n"] >= 1 and summary["mc_samples"] == 3 and summary["empty_ground_truth"] == 0
-    for key in ("mean_dice", "mean_iou", "ece"):
-        assert 0.0 <= summary[key] <= 1.0
+    assert summary["mean_iou"] <= summary["mean_dice"] + 1e-6  # IoU <= Dice for every nodule
     assert np.isnan(summary["uncertainty_auroc"]) or 0.0 <= summary["uncertainty_auroc"] <= 1.0
+    # the same evaluation of a fixed random init: the 2-epoch fine-tune must beat it by a margin
+    torch.manual_seed(0)
+    atomic_torch_save(SAM2Segmenter("tiny", SMALL["image_size"], in_channels=1, num_prompt_tokens=1).state_dict(),
+                      str(tmp_path / "model.pt"))
+    bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], dataset_dir=str(phantoms), output_dir=str(tmp_path),
+                              ckpt_dir=str(tmp_path), mc_samples=3, **{**bundle_tools.TINY, **SMALL})
+    untrained = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    print("lung nodule: trained", {k: summary[k] for k in ("mean_dice", "ece")}, "untrained",
+          {k: untrained[k] for k in ("mean_dice", "ece")})
+    assert summary["mean_dice"] >= untrained["mean_dice"] + MARGIN, (summary["mean_dice"], untrained["mean_dice"])
     rows = list(csv.DictReader(open(trained / "eval" / "per_nodule.csv")))
     assert len(rows) == summary["n"] and {"dice", "iou", "ece", "uncertainty_auroc", "empty_prediction"} <= set(rows[0])
     assert any(p.suffix == ".png" for p in (trained / "eval" / "qc").iterdir())

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,13 +54,34 @@ def test_resume_continues_from_checkpoint(trained, phantoms, bundle_tools):
     assert history[2]["iteration"] == 3 * history[0]["iteration"]
 
 
+def test_resume_string_false_does_not_resume(trained, phantoms, tmp_path, bundle_tools):
+    """`resume` given as the string "false" (what `--resume false` hands over) starts over next to a checkpoint."""
+    models = tmp_path / "models"
+    shutil.copytree(trained / "models", models, ignore=shutil.ignore_patterns("model.pt", "adapter"))
+    (old,) = [p.name for p in models.glob("checkpoint_*.pt")]  # the 3-epoch run's; resuming it at max_epochs 1 fails
+    bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(tmp_path), ckpt_dir=str(models),
+                              max_epochs=1, finetune="lora", learning_rate=1e-3, resume="false", **bundle_tools.TINY)
+    history = json.loads((tmp_path / "training_history.json").read_text())
+    assert [r["epoch"] for r in history] == [1] and history[0]["iteration"] * 3 == int(old[len("checkpoint_"):-3])
+    assert [p.name for p in models.glob("checkpoint_*.pt")] == [f"checkpoint_{history[0]['iteration']}.pt"]
+
+
 def test_evaluate_writes_report(trained, phantoms, bundle_tools):
+    import csv
+
     bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], dataset_dir=phantoms, output_dir=str(trained),
                  ckpt_dir=str(trained / "models"), **bundle_tools.TINY)
     summary = json.loads((trained / "eval" / "summary.json").read_text())
-    assert summary["n"] >= 2 and 0.0 <= summary["mean_dice"] <= 1.0
-    assert (trained / "eval" / "per_image.csv").read_text().count("\n") == summary["n"] + 1
+    rows = list(csv.DictReader(open(trained / "eval" / "per_image.csv")))
+    assert summary["n"] >= 2 and len(rows) == summary["n"]
+    # the summary is the mean of the per-image scores it reports (IoU <= Dice on every image)
+    dice = [float(r["dice"]) for r in rows if r["dice"] not in ("", "nan")]
+    assert dice and summary["mean_dice"] == pytest.approx(float(np.mean(dice)), abs=1e-6)
+    assert all(float(r["iou"]) <= float(r["dice"]) + 1e-6 for r in rows if r["dice"] not in ("", "nan"))
     assert len(os.listdir(trained / "eval" / "qc")) >= 2
+    # Not asserted: trained beats untrained. Measured 2026-12-01 (this fixture: LoRA on a random init, 3 epochs at
+    # 64 px): mean Dice 0.0989 trained vs 0.0984 for a fixed random init; LoRA on random weights learns nothing
+    # in so few steps, so a margin would need a longer (decoder_only / full) run than this shared fixture.
 
 
 def test_inference_cli_on_real_fundus_photo(trained, tmp_path, bundle_tools):
@@ -74,6 +96,12 @@ def test_inference_cli_on_real_fundus_photo(trained, tmp_path, bundle_tools):
              "--image_size", "64", "--box", "[500,500,900,900]"])
     mask = Image.open(out / "retina_mask.png")
     assert mask.size == (1411, 1411)
+    # prompt-free (no --box: the learned prompt token), the same workflow in-process
+    free = tmp_path / "free"
+    bundle_tools.run_workflow(BUNDLE, ["inference"], run_id="inferring", input_path=photo, output_dir=str(free),
+                              ckpt_dir=str(trained / "models"), image_size=64, amp=False, device="cpu")
+    free_mask = np.asarray(Image.open(free / "retina_mask.png"))
+    assert free_mask.shape == (1411, 1411) and set(np.unique(free_mask)) <= {0, 255}
 
 
 def test_bad_dataset_dir_names_the_fix(tmp_path, bundle_tools):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam2tune.data.btcv import BTCV_LABELS, btcv_datalist, check_case, organ_id, screen_cases
+from sam2tune.data.btcv import BTCV_LABELS, btcv_datalist, check_case, organ_id, resolve_eval_split, screen_cases
 from sam2tune.data.phantoms.btcv import write_btcv_phantoms
 from sam2tune.transforms.ct import LoadVolumed, RandSliceWindowd, window_hu
 
@@ -40,14 +40,16 @@ def test_datalists_of_both_layouts(phantoms, tmp_path):
     out, _ = phantoms
     train, val = btcv_datalist(out, "train"), btcv_datalist(out, "val")
     assert [i["case"] for i in train] == ["img0001", "img0002"] and [i["case"] for i in val] == ["img0003"]
-    # slice layout alone (no img/ or dataset_0.json): Training -> train, Test -> val/test
+    # slice layout alone (no img/ or dataset_0.json): Training -> train, Test -> val (model selection); no test split
     sl = tmp_path / "slices"
     sl.mkdir()
     os.symlink(os.path.join(out, "Training"), sl / "Training")
     os.symlink(os.path.join(out, "Test"), sl / "Test")
-    assert [i["case"] for i in btcv_datalist(str(sl), "test")] == ["img0003"]
+    assert [i["case"] for i in btcv_datalist(str(sl), "val")] == ["img0003"]
+    with pytest.raises(FileNotFoundError, match="no held-out test split.*imagesTs.*no public labels"):
+        btcv_datalist(str(sl), "test")
     nifti = LoadVolumed(("image", "label"))(val[0])
-    slices = LoadVolumed(("image", "label"))(btcv_datalist(str(sl), "test")[0])
+    slices = LoadVolumed(("image", "label"))(btcv_datalist(str(sl), "val")[0])
     assert nifti["image"].shape == slices["image"].shape == (1, 16, 48, 48)
     assert torch.equal(nifti["label"], slices["label"])  # same orientation in both layouts
     assert float((nifti["image"] - slices["image"]).abs().mean()) < 0.02  # only JPEG loss differs
@@ -97,3 +99,34 @@ def test_bad_cases_are_named_and_skipped(phantoms, tmp_path):
     assert "affine differs" in reasons["shifted"] and "holds no organ" in reasons["empty"]
     with pytest.raises(FileNotFoundError, match="make_phantoms.py btcv"):
         btcv_datalist(str(tmp_path / "nowhere"))
+
+
+def test_test_split_is_held_out_and_never_the_validation_split(tmp_path, caplog):
+    """`test` = labelled cases outside train and val; BTCV's unlabelled imagesTs entries are not scored."""
+    import logging
+
+    out = tmp_path / "held"
+    summary = write_btcv_phantoms(str(out), cases=5, seed=2, size=32, depth=8, val_fraction=0.2, test_fraction=0.4, organs=[6])
+    assert (summary["train"], summary["val"], summary["test"]) == (2, 1, 2)
+    split = {name: [i["case"] for i in btcv_datalist(str(out), name)] for name in ("train", "val", "test")}
+    assert split == {"train": ["img0001", "img0002"], "val": ["img0003"], "test": ["img0004", "img0005"]}
+    assert resolve_eval_split(str(out), "auto") == "test"
+    # MONAI's BTCV datalist lists imagesTs as bare, unlabelled paths: with only those there is no test split
+    meta = json.loads((out / "dataset_0.json").read_text())
+    meta["test"] = ["imagesTs/img0061.nii.gz", {"image": "imagesTs/img0062.nii.gz"}]
+    (out / "dataset_0.json").write_text(json.dumps(meta))
+    with pytest.raises(FileNotFoundError, match="no labelled \"test\" cases.*imagesTs.*--eval_split val"):
+        btcv_datalist(str(out), "test")
+    with caplog.at_level(logging.WARNING, logger="sam2tune.data.btcv"):
+        assert resolve_eval_split(str(out), "auto") == "val"
+    assert "evaluating on the validation split" in caplog.text and "optimistic" in caplog.text
+    assert resolve_eval_split(str(out), "VAL") == "val"
+    with pytest.raises(ValueError, match="eval_split must be one of auto, test, val"):
+        resolve_eval_split(str(out), "holdout")
+    # img/ + label/ without dataset_0.json: test_fraction holds the last cases out of train and val
+    (out / "dataset_0.json").unlink()
+    assert [i["case"] for i in btcv_datalist(str(out), "test", val_fraction=0.2, test_fraction=0.4)] == ["img0004", "img0005"]
+    assert [i["case"] for i in btcv_datalist(str(out), "val", val_fraction=0.2, test_fraction=0.4)] == ["img0003"]
+    assert len(btcv_datalist(str(out), "train", val_fraction=0.2, test_fraction=0.4)) == 2
+    with pytest.raises(FileNotFoundError, match="test_fraction is 0"):
+        btcv_datalist(str(out), "test")

@@ -11,7 +11,6 @@ from monai.transforms import RandFlipd, RandGaussianNoised, Resized
 
 from sam2tune.data.embedding_cache import (
     EmbeddingCache,
-    as_flag,
     batch_ids,
     cache_safe,
     check_commutes,
@@ -113,9 +112,9 @@ def test_non_commuting_augmentation_is_refused_or_dropped(caplog):
     with caplog.at_level(logging.WARNING, logger="sam2tune.data.embedding_cache"):
         kept = cache_safe([flip, noise, *prompts], "true")
     assert kept == prompts and "RandFlipd" in caplog.text
-    assert cache_safe([flip], "false") == [flip] and as_flag(False) is False
+    assert cache_safe([flip], "false") == [flip] and cache_safe([flip], "False") == [flip]
     with pytest.raises(ValueError, match="cache_embeddings must be true or false"):
-        as_flag("maybe")
+        cache_safe([flip], "maybe")
     assert describe_transforms([Resized(keys="image", spatial_size=(64, 64))]) != describe_transforms(
         [Resized(keys="image", spatial_size=(96, 96))]
     )

@@ -3,7 +3,8 @@
 ```
 <out>/img/imgXXXX.nii.gz     CT in Hounsfield units (int16), axes (x, y, z), RAS affine with spacing
 <out>/label/labelXXXX.nii.gz 0 background, 1..13 BTCV organs (uint8)
-<out>/dataset_0.json         MONAI's datalist: "training" and "validation" lists of {"image", "label"}
+<out>/dataset_0.json         MONAI's datalist: "training", "validation" (and with test_fraction, a labelled "test")
+                             lists of {"image", "label"}
 <out>/{Training,Test}/image/<case>/<i>.jpg + mask/<case>/<i>.npy   with slices=True (windowed -175..250 HU)
 ```
 
@@ -101,8 +102,14 @@ def write_btcv_phantoms(
     val_fraction: float = 0.34,
     slices: bool = False,
     organs: list[int] | None = None,
+    test_fraction: float = 0.0,
 ) -> dict:
-    """Write `cases` CT volumes (size x size x depth) with 13 organs (or only `organs`) in BTCV's NIfTI layout -> summary dict."""
+    """Write `cases` CT volumes (size x size x depth) with 13 organs (or only `organs`) in BTCV's NIfTI layout -> summary dict.
+
+    Cases are train, then `val_fraction` validation, then `test_fraction` labelled held-out test cases (dataset_0.json
+    "test"; the real BTCV's test images are unlabelled). Test cases are not written to the slice layout, whose Test
+    folder is the validation split.
+    """
     if isinstance(size, tuple):  # make_phantoms.py --size HxW: phantoms are square in-plane
         size = max(size)
     if cases < 2:
@@ -115,7 +122,11 @@ def write_btcv_phantoms(
     # ~350 mm field of view in-plane and ~2.5 mm slices at 64 px / 24 slices (BTCV: 0.6-0.9 mm, 2.5-5 mm)
     spacing = (350.0 / size, 350.0 / size, 60.0 / depth)
     affine = np.diag([*spacing, 1.0])
+    n_test = round(cases * test_fraction) if test_fraction > 0 else 0
     n_val = max(1, round(cases * val_fraction))
+    if cases - n_test - n_val < 1:
+        raise ValueError(f"cases={cases} leaves no training case after {n_val} val and {n_test} test cases.")
+    n_train = cases - n_val - n_test
     entries = []
     for i in range(cases):
         case = f"{i + 1:04d}"
@@ -123,19 +134,21 @@ def write_btcv_phantoms(
         img_rel, lab_rel = f"img/img{case}.nii.gz", f"label/label{case}.nii.gz"
         nib.save(nib.Nifti1Image(ct, affine), os.path.join(out, img_rel))
         nib.save(nib.Nifti1Image(label, affine), os.path.join(out, lab_rel))
-        part = "Training" if i < cases - n_val else "Test"
-        if slices:
+        part = "Training" if i < n_train else "Test"
+        if slices and i < n_train + n_val:
             _write_slices(out, part, f"img{case}", ct, label)
         entries.append({"image": img_rel, "label": lab_rel})
     datalist = {
         "description": "BTCV-like phantoms (sam2tune)",
         "labels": {"0": "background"} | {str(k): v for k, v in BTCV_LABELS.items()},
-        "training": entries[: cases - n_val],
-        "validation": entries[cases - n_val :],
+        "training": entries[:n_train],
+        "validation": entries[n_train : n_train + n_val],
     }
+    if n_test:
+        datalist["test"] = entries[n_train + n_val :]
     with open(os.path.join(out, "dataset_0.json"), "w") as f:
         json.dump(datalist, f, indent=2)
-    return {"task": "btcv", "out": out, "cases": cases, "train": cases - n_val, "val": n_val,
+    return {"task": "btcv", "out": out, "cases": cases, "train": n_train, "val": n_val, "test": n_test,
             "shape_xyz": [size, size, depth], "spacing_mm": list(spacing), "slice_layout": slices}
 
 
