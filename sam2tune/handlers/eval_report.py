@@ -33,6 +33,8 @@ class SegmentationReport:
 
     Files in `output_dir`: per_image.csv, per_class.csv, summary.json, qc/<id>.png (first `num_overlays` items).
     Items whose ground truth is empty are listed with NaN metrics and counted, never averaged as perfect.
+    Items that carry a "raters" entry (REFUGE datalists) get a `raters` column: how many rater masks their truth
+    is the mean of.
     """
 
     def __init__(self, output_dir: str, num_overlays: int = 8, class_names: dict | None = None, id_key: str = "id") -> None:
@@ -64,6 +66,9 @@ class SegmentationReport:
             cls = int(cls) if cls is not None else 1
             row = {"id": ident, "class": cls, "class_name": self.class_names.get(cls, str(cls)), "dice": dice, "iou": iou,
                    "gt_pixels": int(label.sum()), "pred_pixels": int(pred.sum()), "empty_ground_truth": empty}
+            raters = _item(batch, "raters", i)  # multi-rater truth (REFUGE): how many raters it is the mean of
+            if raters is not None:
+                row["raters"] = int(raters)
             self.rows.append(row)
             if len(self.rows) <= self.num_overlays and is_rank0():
                 save_overlay(
@@ -96,7 +101,8 @@ class SegmentationReport:
             return
         os.makedirs(self.output_dir, exist_ok=True)
         with open(os.path.join(self.output_dir, "per_image.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+            fields = list(dict.fromkeys(k for r in self.rows for k in r))  # every column any row has, in order
+            w = csv.DictWriter(f, fieldnames=fields, restval="")
             w.writeheader()
             w.writerows(self.rows)
         summary = self.summary()

@@ -12,20 +12,41 @@ from sam2tune.networks.build import (
 )
 from sam2tune.networks.channel_adapter import ChannelAdapter
 from sam2tune.networks.mc_dropout import mc_dropout, mc_dropout_predict
-from sam2tune.networks.segmenter import SAM2Segmenter
+from sam2tune.networks.segmenter import (
+    CheckpointMismatchError,
+    SAM2Segmenter,
+    check_state_dict_fits,
+    is_sam2tune_state_dict,
+    load_finetuned_state_dict,
+)
 
 __all__ = [
     "VARIANTS",
     "BottleneckAdapter",
     "ChannelAdapter",
+    "CheckpointMismatchError",
     "CheckpointReport",
     "SAM2Segmenter",
     "add_hiera_adapters",
     "build_sam2_model",
+    "check_state_dict_fits",
     "checkpoint_variant",
+    "is_sam2tune_state_dict",
+    "load_finetuned_state_dict",
     "load_sam2_checkpoint",
     "mc_dropout",
     "mc_dropout_predict",
     "read_state_dict",
     "sam2_config_name",
 ]
+
+# Exports (TorchScript through ckpt_export, ONNX): sam2tune/networks/export.py.
+from sam2tune.networks.export import (  # noqa: E402
+    BoxPromptedSegmenter,
+    ImageEncoder,
+    export_encoder_onnx,
+    export_onnx,
+    export_torchscript,
+)
+
+__all__ += ["BoxPromptedSegmenter", "ImageEncoder", "export_encoder_onnx", "export_onnx", "export_torchscript"]

@@ -103,7 +103,12 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 
 def load_sam2_checkpoint(model: SAM2Base, path: str, variant: str | None = None, version: str = "2.1") -> CheckpointReport:
-    """Load an official SAM2 checkpoint into `model`, refusing another variant and reporting key mismatches."""
+    """Load an official SAM2 checkpoint into `model`, refusing another variant and reporting key mismatches.
+
+    Tolerant on purpose (Meta's releases differ by a few keys): missing / unexpected keys are logged and returned;
+    another variant, a shape mismatch or a file with no SAM2 key at all raise. Fine-tuned sam2tune files load
+    strictly instead (`sam2tune.networks.segmenter.load_finetuned_state_dict`).
+    """
     state_dict = read_state_dict(path)
     found = checkpoint_variant(state_dict)
     if variant is not None and found is not None and found != variant:
@@ -115,6 +120,11 @@ def load_sam2_checkpoint(model: SAM2Base, path: str, variant: str | None = None,
     wrong_shape = [k for k, v in state_dict.items() if k in own and own[k].shape != v.shape]
     if wrong_shape:
         raise ValueError(f"Checkpoint {path} does not fit this model: shape mismatch for {wrong_shape[:5]} ...")
+    if not own.keys() & state_dict.keys():
+        raise ValueError(
+            f"Checkpoint {path} holds none of SAM2's keys (e.g. {sorted(state_dict)[:3]}): not a SAM2 checkpoint. "
+            f"Give an official SAM2 checkpoint ({OFFICIAL_URLS[(version, variant or 'tiny')]}) or a sam2tune model.pt."
+        )
     result = model.load_state_dict(state_dict, strict=False)
     report = CheckpointReport(path, found, list(result.missing_keys), list(result.unexpected_keys))
     if report.exact:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -10,8 +11,9 @@ from sam2.modeling.sam.transformer import Attention
 from torch import nn
 
 from sam2tune.networks.adapters import adapter_bottleneck_in, add_hiera_adapters
-from sam2tune.networks.build import build_sam2_model, read_state_dict
+from sam2tune.networks.build import build_sam2_model, checkpoint_variant, read_state_dict
 from sam2tune.networks.channel_adapter import ChannelAdapter
+from sam2tune.networks.interactive import decode_rounds
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +58,12 @@ class SAM2Segmenter(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         self.variant, self.image_size, self.multimask_output = variant, image_size, multimask_output
-        own_ckpt = pretrained_checkpoint if _is_sam2tune_checkpoint(pretrained_checkpoint) else None
-        sam_ckpt = None if own_ckpt else pretrained_checkpoint
-        self.sam = build_sam2_model(variant, image_size, sam_ckpt, version, warn_random_init=own_ckpt is None)
+        # A sam2tune model.pt (keys "sam.*") loads strictly below; anything else goes to SAM2's tolerant, reported path.
+        own_state = read_state_dict(pretrained_checkpoint) if pretrained_checkpoint else None
+        if own_state is not None and not is_sam2tune_state_dict(own_state):
+            own_state = None
+        sam_ckpt = None if own_state is not None else pretrained_checkpoint
+        self.sam = build_sam2_model(variant, image_size, sam_ckpt, version, warn_random_init=own_state is None)
         self.channel_adapter = ChannelAdapter(in_channels)
         self.register_buffer("pixel_mean", torch.tensor(_PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(_PIXEL_STD).view(1, 3, 1, 1), persistent=False)
@@ -70,9 +75,8 @@ class SAM2Segmenter(nn.Module):
             self.set_projection_dropout(proj_dropout)
         if adapter_dim:
             add_hiera_adapters(self.sam.image_encoder.trunk, adapter_dim)
-        if own_ckpt:
-            self.load_state_dict(read_state_dict(own_ckpt), strict=False)
-            logger.info("Loaded sam2tune checkpoint %s", own_ckpt)
+        if own_state is not None:
+            load_finetuned_state_dict(self, own_state, source=str(pretrained_checkpoint))
 
     # ---- configuration -------------------------------------------------------------------------------------------
     def set_attention_dropout(self, p: float) -> None:
@@ -207,10 +211,23 @@ class SAM2Segmenter(nn.Module):
         point_labels: torch.Tensor | None = None,
         mask_prompt: torch.Tensor | None = None,
         features: dict | None = None,
+        correction_target: torch.Tensor | None = None,
+        correction_rounds: int = 0,
+        click_mode: str = "uniform",
     ) -> torch.Tensor:
         """(B, C, H, W) image in [0, 1] + prompts in its pixel coordinates -> logits (B, K, H, W).
 
-        `features`: precomputed `encode(image)` output (cached embeddings); the image then only gives the output size.
+        Args:
+            image: (B, C, H, W) in [0, 1].
+            boxes / point_coords / point_labels / mask_prompt: prompts (see ``embed_prompts``).
+            features: precomputed `encode(image)` output (cached embeddings); the image then only gives the output size.
+            correction_target: true masks (B, 1, H, W): with it, the interactive loop runs ``correction_rounds``
+                corrective clicks from the error of each round (``sam2tune.networks.interactive.decode_rounds``).
+            correction_rounds: corrective clicks after the first prompt (with ``correction_target``).
+            click_mode: "uniform" (training) or "center" (the evaluation click rule).
+
+        Returns:
+            Logits (B, K, H, W); with ``correction_target``, (B, correction_rounds + 1, H, W), one channel per round.
         """
         if image.ndim != 4:
             raise ValueError(f"SAM2Segmenter expects (B, C, H, W) images, got shape {tuple(image.shape)}.")
@@ -219,23 +236,175 @@ class SAM2Segmenter(nn.Module):
         h, w = image.shape[-2:]
         scale = (self.image_size / w, self.image_size / h)
         features = self.encode(image) if features is None else features
+        if correction_target is not None:
+            return decode_rounds(self, features, correction_target, correction_rounds, (h, w), boxes, point_coords,
+                                 point_labels, mask_prompt, click_mode)
         low_res, _ = self.decode(features, boxes, point_coords, point_labels, mask_prompt, scale)
         return F.interpolate(low_res, size=(h, w), mode="bilinear", align_corners=False)
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles instead (MONAI's ``ckpt_export``): traced box / no-prompt graphs.
+
+        SAM2's forward takes optional prompts, which TorchScript cannot script; see sam2tune.networks.export.
+        """
+        from sam2tune.networks.export import prepare_scriptable
+
+        return prepare_scriptable(self)
+
     # ---- state -----------------------------------------------------------------------------------------------------
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102 - torch API
-        # A model.pt trained with bottleneck adapters carries them: rebuild them so inference needs no extra config.
+    def grow_for(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Add the bottleneck adapters / prompt tokens a state_dict carries and this network lacks (before loading it).
+
+        A model.pt trained with adapters or prompt tokens then loads into a plain network_def, no extra config.
+
+        Args:
+            state_dict: the SAM2Segmenter state_dict about to be loaded.
+        """
         dim = adapter_bottleneck_in(state_dict)
         if dim and not hasattr(self.sam.image_encoder.trunk.blocks[0], "adapter"):
             add_hiera_adapters(self.sam.image_encoder.trunk, dim)
         if "prompt_tokens" in state_dict and self.prompt_tokens is None:
-            self.prompt_tokens = nn.Parameter(torch.zeros_like(state_dict["prompt_tokens"]))
+            ref = state_dict["prompt_tokens"]
+            self.prompt_tokens = nn.Parameter(torch.zeros(ref.shape, dtype=ref.dtype, device=self.pixel_mean.device))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102 - torch API
+        self.grow_for(state_dict)
+        if strict:
+            # torch's own error lists every key; ours says which, how many and the likely cause.
+            check_state_dict_fits(self, state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-def _is_sam2tune_checkpoint(path: str | None) -> bool:
-    """True when `path` is a state_dict saved from a SAM2Segmenter (keys start with 'sam.')."""
-    if not path:
-        return False
-    sd = read_state_dict(path)
-    return any(k.startswith("sam.") for k in sd)
+class CheckpointMismatchError(ValueError):
+    """A fine-tuned (sam2tune) state_dict does not fit the network it is loaded into."""
+
+
+_LORA_MARKERS = (".lora_A.", ".lora_B.", ".lora_embedding_", ".lora_magnitude_vector", ".base_layer.")
+_SAM2_1_ONLY = ("sam.no_obj_embed_spatial", "sam.obj_ptr_tpos_proj.")
+_SHOW = 5
+
+
+def is_sam2tune_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """True when a state_dict was saved from a SAM2Segmenter (its SAM2 keys start with "sam.").
+
+    Args:
+        state_dict: a state_dict read by `read_state_dict`.
+
+    Returns:
+        True for a sam2tune model.pt, False for an official SAM2 checkpoint (keys "image_encoder.*", ...).
+    """
+    return any(k.startswith("sam.") for k in state_dict)
+
+
+def _has_lora(keys) -> bool:
+    return any(m in k for k in keys for m in _LORA_MARKERS)
+
+
+def _in_channels_of(keys: set[str], state_dict: Mapping[str, torch.Tensor]) -> str:
+    if "channel_adapter.proj.weight" in keys:
+        return str(int(state_dict["channel_adapter.proj.weight"].shape[1]))
+    return "1 or 3"
+
+
+def _likely_causes(network: SAM2Segmenter, state_dict: Mapping[str, torch.Tensor], missing: list[str],
+                   unexpected: list[str], shapes: list[str]) -> list[str]:
+    own = network.state_dict()
+    theirs = set(state_dict)
+    causes = []
+    file_lora, net_lora = _has_lora(theirs), _has_lora(own)
+    if file_lora and not net_lora:
+        causes.append(
+            "the file holds unmerged peft LoRA keys (lora_A / base_layer): it is a training checkpoint of finetune "
+            "'lora', not the exported model.pt. Use <ckpt_dir>/model.pt (LoRA merged by ModelExport) or "
+            "<ckpt_dir>/adapter/ with sam2tune.finetune.load_adapter"
+        )
+    if net_lora and not file_lora:
+        causes.append(
+            "the network is wrapped for finetune 'lora' but the file is a plain (merged) state_dict: load it as "
+            "network_def pretrained_checkpoint, before apply_finetune, or load <ckpt_dir>/adapter/ with load_adapter"
+        )
+    if len(missing) > len(own) / 2 and not any(k.startswith("sam.image_encoder.trunk.patch_embed") for k in theirs):
+        causes.append(
+            f"the file holds only {len(theirs)} tensors and no image encoder: an adapter-only file "
+            "(adapter_state_dict / adapter/adapter_model.safetensors). Load it with "
+            "sam2tune.finetune.load_adapter(network, <ckpt_dir>/adapter), or use the merged <ckpt_dir>/model.pt"
+        )
+    found = checkpoint_variant({k[4:]: v for k, v in state_dict.items() if k.startswith("sam.")})
+    if found is not None and found != network.variant:
+        causes.append(f"the file is SAM2 '{found}' but the network is '{network.variant}': set sam2_variant {found}")
+    in_net, in_file = "channel_adapter.proj.weight" in own, "channel_adapter.proj.weight" in theirs
+    if in_net != in_file or "channel_adapter.proj.weight" in shapes:
+        causes.append(
+            f"the file was trained with in_channels={_in_channels_of(theirs, state_dict)} but the network has "
+            f"in_channels={network.channel_adapter.in_channels}: a model.pt of another bundle?"
+        )
+    if "prompt_tokens" in missing:
+        causes.append(
+            f"the network has {network.prompt_tokens.shape[0]} learned prompt token(s) (network_def num_prompt_tokens) "
+            "but the file has none: a model.pt of another bundle, or trained without prompt tokens"
+        )
+    if "prompt_tokens" in shapes:
+        causes.append(
+            f"the file has {state_dict['prompt_tokens'].shape[0]} prompt token(s), the network "
+            f"{network.prompt_tokens.shape[0]}: set network_def num_prompt_tokens to match the file"
+        )
+    if any(".adapter." in k for k in missing):
+        causes.append("the network has bottleneck adapters (finetune 'adapter' / adapter_dim) but the file has none: "
+                      "another finetune strategy")
+    if any(k.startswith(_SAM2_1_ONLY) for k in missing + unexpected):
+        causes.append("the file and the network are different SAM2 releases (2 vs 2.1): set network_def version")
+    if not causes:
+        causes.append("a model.pt of another bundle, variant or finetune strategy, or of another sam2tune/sam2 version")
+    return causes
+
+
+def check_state_dict_fits(network: SAM2Segmenter, state_dict: Mapping[str, torch.Tensor], source: str = "") -> None:
+    """Raise CheckpointMismatchError unless `state_dict` has exactly the network's keys, with the same shapes.
+
+    Call `network.grow_for(state_dict)` first when adapters / prompt tokens may have to be added.
+
+    Args:
+        network: the SAM2Segmenter to load into.
+        state_dict: a sam2tune state_dict.
+        source: file name for the message.
+
+    Raises:
+        CheckpointMismatchError: naming the first missing / unexpected / mis-shaped keys, their counts and the
+            likely cause (another variant, bundle or finetune strategy, an adapter-only file).
+    """
+    own = network.state_dict()
+    missing = sorted(own.keys() - state_dict.keys())
+    unexpected = sorted(state_dict.keys() - own.keys())
+    shapes = sorted(k for k in own.keys() & state_dict.keys() if tuple(own[k].shape) != tuple(state_dict[k].shape))
+    if not (missing or unexpected or shapes):
+        return
+
+    def few(keys: list[str]) -> str:
+        return f"{len(keys)} {keys[:_SHOW]}{' ...' if len(keys) > _SHOW else ''}"
+
+    shape_text = [f"{k}: file {tuple(state_dict[k].shape)} vs network {tuple(own[k].shape)}" for k in shapes[:_SHOW]]
+    causes = _likely_causes(network, state_dict, missing, unexpected, shapes)
+    raise CheckpointMismatchError(
+        f"Fine-tuned checkpoint {source or '(state_dict)'} does not fit this network (sam2_variant "
+        f"'{network.variant}', in_channels {network.channel_adapter.in_channels}): missing keys {few(missing)}; "
+        f"unexpected keys {few(unexpected)}; shape mismatches {len(shapes)} {shape_text}. "
+        f"Likely cause: {'; '.join(causes)}. Fine-tuned model.pt files load strictly, so a partly random network "
+        f"never runs; an official SAM2 checkpoint ({{'model': state_dict}}) loads with mismatches reported."
+    )
+
+
+def load_finetuned_state_dict(network: SAM2Segmenter, state_dict: Mapping[str, torch.Tensor], source: str = "") -> None:
+    """Load a sam2tune model.pt state_dict strictly (adapters / prompt tokens it carries are added first).
+
+    Args:
+        network: the SAM2Segmenter to load into (not wrapped by peft: model.pt holds merged LoRA weights).
+        state_dict: the state_dict, e.g. `read_state_dict(path)` (torch.load with weights_only=True).
+        source: file name for messages.
+
+    Raises:
+        CheckpointMismatchError: any key or shape mismatch, naming the keys and the likely cause.
+    """
+    network.grow_for(state_dict)
+    check_state_dict_fits(network, state_dict, source)
+    nn.Module.load_state_dict(network, state_dict, strict=True)
+    logger.info("Loaded sam2tune checkpoint %s (%d tensors, all keys matched)", source or "(state_dict)", len(state_dict))

@@ -38,6 +38,11 @@ def atomic_write_json(obj: Any, path: str) -> str:
     return _atomic(path, lambda f: f.write(json.dumps(obj, indent=2, default=_json_default).encode()))
 
 
+def atomic_write_text(path: str, text: str) -> str:
+    """Write `text` (UTF-8) to `path` atomically; returns `path`."""
+    return _atomic(path, lambda f: f.write(text.encode()))
+
+
 def _json_default(o: Any) -> Any:
     if hasattr(o, "item"):
         return o.item()

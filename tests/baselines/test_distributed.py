@@ -6,7 +6,9 @@ all_gather its metrics through it (ignite caches the distributed context it saw 
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -40,7 +42,13 @@ def test_torchrun_two_workers_train_then_rank0_evaluates(tmp_path):
     summary = json.loads((out / "eval" / "summary.json").read_text())
     assert stats["world_size"] == 2 and stats["model"] == "resnet"
     assert summary["n"] == stats["n_test"] == n_test, "rank 0 alone must score the whole test split"
-    assert stats["mean_dice"] == pytest.approx(summary["mean_dice"]) and 0.0 <= summary["mean_dice"] <= 1.0
+    assert stats["mean_dice"] == pytest.approx(summary["mean_dice"])
+    with open(out / "eval" / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["id"] for r in rows) == sorted(i["id"] for i in refuge_datalist(data, "test"))
+    dice = [float(r["dice"]) for r in rows]
+    assert all(math.isfinite(d) for d in dice) and all(int(r["gt_pixels"]) > 0 for r in rows)
+    assert summary["mean_dice"] == pytest.approx(sum(dice) / len(dice)), "summary must be the mean over test cases"
     assert len(json.loads((out / "training_history.json").read_text())) == 1
     weights = torch.load(out / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in weights), "the exported model must be the unwrapped network"

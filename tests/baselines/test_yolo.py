@@ -8,9 +8,7 @@ import os
 import pytest
 import torch
 
-pytest.importorskip("ultralytics", reason="ultralytics==8.4.190 (requirements.txt) is needed for the YOLO baseline")
-
-from sam2tune.baselines.yolo import (  # noqa: E402  (after the importorskip above)
+from sam2tune.baselines.yolo import (
     BACKGROUND_LOGIT,
     YOLOSegBaseline,
     YOLOSegLoss,

@@ -6,8 +6,10 @@ runs here, in-process.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("train_baseline", REPO / "scripts" / "train_baseline.py")
 train_baseline = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train_baseline)
+
+
+def _per_image(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _settings(*argv):
@@ -52,9 +59,11 @@ def test_resnet_overrides_swap_only_network_optimizer_and_prompts():
 def test_yolo_trains_and_is_scored_by_the_bundle(tmp_path, capsys):
     """--model yolo, in-process (a subprocess would re-import torch + monai): 1 epoch at 64 px on 6 phantoms, then
     the bundle's own evaluation writes the same summary.json format as for SAM2 and the ResNet U-Net."""
-    pytest.importorskip("ultralytics", reason="ultralytics==8.4.190 (requirements.txt) is needed for --model yolo")
+    from sam2tune.baselines.yolo import _ultralytics
     from sam2tune.data.phantoms import write_phantoms
+    from sam2tune.data.refuge import refuge_datalist
 
+    _ultralytics()  # pinned in requirements.txt: a missing install fails here (offline import), it is not a skip
     data = write_phantoms("refuge", str(tmp_path / "phantoms"), cases=6, seed=0)["root"]
     out = tmp_path / "yolo"
     rc = train_baseline.main(["--model", "yolo", "--bundle", "optic_cup_fundus_sam2", "--dataset_dir", str(data),
@@ -63,7 +72,14 @@ def test_yolo_trains_and_is_scored_by_the_bundle(tmp_path, capsys):
     stats = json.loads((out / "run_stats.json").read_text())
     summary = json.loads((out / "eval" / "summary.json").read_text())
     assert stats["model"] == "yolo" and stats["mean_dice"] == pytest.approx(summary["mean_dice"])
-    assert 0.0 <= summary["mean_dice"] <= 1.0 and summary["n"] >= 1 and "per_class" in summary
+    test_ids = sorted(i["id"] for i in refuge_datalist(data, "test"))
+    assert summary["n"] == len(test_ids) == 2 and set(summary["per_class"]) == {"optic_cup"}
+    rows = _per_image(out / "eval" / "per_image.csv")
+    assert sorted(r["id"] for r in rows) == test_ids  # each test case scored once
+    assert all(int(r["gt_pixels"]) > 0 and r["raters"] == "7" for r in rows)  # truth = mean of the 7 raters
+    dice = [float(r["dice"]) for r in rows]
+    assert all(math.isfinite(d) for d in dice)  # every phantom has a cup: no row may be NaN
+    assert summary["mean_dice"] == pytest.approx(sum(dice) / len(dice))
     assert 3_000_000 < stats["trainable_params"] < 3_600_000 and stats["train_images_per_s"] > 0
     history = json.loads((out / "training_history.json").read_text())
     assert len(history) == 1 and history[0]["train_loss"] > 0 and "val_mean_dice" in history[0]

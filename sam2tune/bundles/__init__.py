@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_REPO_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+_REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 
 
 def bundles_dir() -> Path:

@@ -1,0 +1,431 @@
+"""Export a SAM2Segmenter: TorchScript (traced, also what ``monai.bundle ckpt_export`` writes) and ONNX, both checked.
+
+SAM2Segmenter's forward takes many optional prompts and keyword arguments, so TorchScript cannot *script* it.
+The exported graphs are *traced* through a fixed signature instead:
+
+- ``BoxPromptedSegmenter``: image (B, C, H, W) in [0, 1] + boxes (B, 4) xyxy in input pixels -> logits (B, 1, H, W).
+  A NaN box means "no box for this sample" (as in SAM2Segmenter); ``boxes=None`` means the network's learned
+  prompt token(s), or the whole-image box when it has none.
+- ``ImageEncoder``: image -> (image_embed, high-res map s0, high-res map s1): the features an embedding cache keeps.
+
+A traced graph is fixed to the input height and width it was traced at (default: the model's ``image_size``); the
+batch size stays free. ``torch.jit.script`` on a BoxPromptedSegmenter (which is what ``ckpt_export`` does without
+``use_trace``) calls ``__prepare_scriptable__``: the box-prompted graph is traced there and wrapped in a small
+scriptable module (``ScriptableBoxPrompted``), so the model zoo's ``ckpt_export`` call works unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+
+
+# ---- traceable wrappers -----------------------------------------------------------------------------------------------
+class BoxPromptedSegmenter(nn.Module):
+    """A SAM2Segmenter behind a fixed, traceable signature: (image, boxes) -> logits (B, 1, H, W).
+
+    Its ``state_dict`` / ``load_state_dict`` are the wrapped segmenter's (keys ``sam.*``, no ``segmenter.`` prefix),
+    so a bundle's ``models/model.pt`` loads into it directly (MONAI's ``CheckpointLoader``, ``ckpt_export``, the
+    model zoo's fake weights).
+
+    Args:
+        segmenter: a ``sam2tune.networks.SAM2Segmenter`` (any module with its ``forward(image, boxes=...)`` and
+            ``image_size`` / ``channel_adapter.in_channels`` / ``prompt_tokens`` attributes).
+        trace_size: (H, W) of the input the graph is traced at when scripted (default: the model's image_size).
+    """
+
+    def __init__(self, segmenter: nn.Module, trace_size: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.segmenter = segmenter
+        self.trace_size = _size_of(segmenter, trace_size)
+
+    def forward(self, image: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) image in [0, 1] + (B, 4) xyxy boxes in its pixels (NaN row = no box) -> logits (B, 1, H, W).
+
+        Args:
+            image: (B, C, H, W) float image in [0, 1].
+            boxes: (B, 4) boxes; None = learned prompt token(s) when the network has them, else the whole image.
+
+        Returns:
+            Logits (B, 1, H, W) at the input resolution.
+        """
+        if boxes is None:
+            if getattr(self.segmenter, "prompt_tokens", None) is not None:
+                return self.segmenter(image)
+            boxes = whole_image_boxes(image)
+        return self.segmenter(image, boxes=boxes)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # noqa: D102 - torch API
+        return self.segmenter.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):  # noqa: D102
+        return self.segmenter.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles in place of this module (see ``prepare_scriptable``)."""
+        return prepare_scriptable(self.segmenter, self.trace_size)
+
+
+class ImageEncoder(nn.Module):
+    """A SAM2Segmenter's image encoder: image (B, C, H, W) -> (image_embed, high_res_s0, high_res_s1).
+
+    Args:
+        segmenter: a ``sam2tune.networks.SAM2Segmenter``.
+        project_high_res: False (default) returns the high-res maps before the mask decoder's conv_s0 / conv_s1,
+            as ``SAM2Segmenter.encode(project_high_res=False)`` does for the embedding cache; True returns them
+            projected (the mask decoder's inputs).
+    """
+
+    def __init__(self, segmenter: nn.Module, project_high_res: bool = False) -> None:
+        super().__init__()
+        self.segmenter = segmenter
+        self.project_high_res = project_high_res
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, C, H, W) in [0, 1] -> (B, 256, S/16, S/16), (B, C0, S/4, S/4), (B, C1, S/8, S/8); S = image_size.
+
+        Args:
+            image: (B, C, H, W) float image in [0, 1].
+
+        Returns:
+            image_embed, high-res map at S/4, high-res map at S/8.
+        """
+        features = self.segmenter.encode(image, project_high_res=self.project_high_res)
+        high = features["high_res_feats" if self.project_high_res else "raw_high_res_feats"]
+        return features["image_embed"], high[0], high[1]
+
+
+def whole_image_boxes(image: torch.Tensor) -> torch.Tensor:
+    """(B, 4) xyxy boxes covering the whole of each (B, C, H, W) image: [0, 0, W, H].
+
+    Args:
+        image: (B, C, H, W) tensor.
+
+    Returns:
+        float32 (B, 4) tensor on the image's device.
+    """
+    h, w = image.shape[-2], image.shape[-1]
+    box = torch.tensor([0.0, 0.0, float(w), float(h)], dtype=torch.float32, device=image.device)
+    return box.unsqueeze(0).expand(image.shape[0], 4)
+
+
+class ScriptableBoxPrompted(nn.Module):
+    """The scriptable shell ``torch.jit.script`` compiles for a SAM2Segmenter: traced graphs behind ``forward``.
+
+    Args:
+        boxed: traced (image, boxes) -> logits graph.
+        unprompted: traced image -> logits graph (learned prompt tokens, or the whole-image box).
+        height: input height both graphs were traced at.
+        width: input width both graphs were traced at.
+    """
+
+    def __init__(self, boxed: torch.jit.ScriptModule, unprompted: torch.jit.ScriptModule, height: int, width: int):
+        super().__init__()
+        self.boxed = boxed
+        self.unprompted = unprompted
+        self.height = height
+        self.width = width
+
+    def forward(self, image: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) + optional (B, 4) boxes -> logits (B, 1, H, W); H, W must be the traced size.
+
+        Args:
+            image: (B, C, H, W) float image in [0, 1], at the traced height and width.
+            boxes: (B, 4) xyxy boxes in input pixels (NaN row = no box); None = the unprompted graph.
+
+        Returns:
+            Logits (B, 1, H, W).
+        """
+        if image.shape[-2] != self.height or image.shape[-1] != self.width:
+            raise ValueError(
+                "This TorchScript SAM2 graph was traced at input size "
+                + str(self.height)
+                + "x"
+                + str(self.width)
+                + ", got "
+                + str(image.shape[-2])
+                + "x"
+                + str(image.shape[-1])
+                + ": resize the image, or export again at this size."
+            )
+        if boxes is None:
+            return self.unprompted(image)
+        return self.boxed(image, boxes)
+
+
+class _Unprompted(nn.Module):
+    def __init__(self, wrapper: BoxPromptedSegmenter) -> None:
+        super().__init__()
+        self.wrapper = wrapper
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.wrapper(image)
+
+
+# ---- TorchScript -------------------------------------------------------------------------------------------------------
+def example_inputs(segmenter: nn.Module, batch: int = 1, size: Sequence[int] | None = None) -> tuple[torch.Tensor, ...]:
+    """Random (image, boxes) for tracing / checking: image in [0, 1], one box per sample inside the image.
+
+    Args:
+        segmenter: the SAM2Segmenter (gives in_channels, image_size and device).
+        batch: batch size.
+        size: (H, W) of the image; default the model's image_size.
+
+    Returns:
+        (image (batch, C, H, W) float32, boxes (batch, 4) float32).
+    """
+    h, w = _size_of(segmenter, size)
+    device = _device_of(segmenter)
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(batch, _in_channels_of(segmenter), h, w, generator=generator).to(device)
+    lo = torch.rand(batch, 2, generator=generator) * 0.4
+    hi = 0.6 + torch.rand(batch, 2, generator=generator) * 0.4
+    scale = torch.tensor([w, h], dtype=torch.float32)
+    boxes = torch.cat([lo * scale, hi * scale], dim=1).to(device)
+    return image, boxes
+
+
+def trace_box_prompted(
+    segmenter: nn.Module, size: Sequence[int] | None = None, batch: int = 1
+) -> torch.jit.ScriptModule:
+    """torch.jit.trace the (image, boxes) -> logits graph of a SAM2Segmenter (in eval mode; its mode is restored).
+
+    Args:
+        segmenter: the SAM2Segmenter.
+        size: (H, W) the graph is traced at (and only valid at); default the model's image_size.
+        batch: batch size of the example inputs (the traced graph accepts any batch size).
+
+    Returns:
+        The traced module: forward(image, boxes) -> logits (B, 1, H, W).
+    """
+    wrapper = BoxPromptedSegmenter(segmenter, size)
+    with _eval(segmenter), torch.no_grad():
+        return torch.jit.trace(wrapper, example_inputs(segmenter, batch, size), check_trace=False)
+
+
+def prepare_scriptable(segmenter: nn.Module, size: Sequence[int] | None = None) -> ScriptableBoxPrompted:
+    """The module ``torch.jit.script`` should compile for a SAM2Segmenter (return it from ``__prepare_scriptable__``).
+
+    Traces the box-prompted graph and the unprompted one and puts them behind a scriptable ``forward(image, boxes=None)``.
+
+    Args:
+        segmenter: the SAM2Segmenter, weights loaded.
+        size: (H, W) to trace at; default the model's image_size.
+
+    Returns:
+        A ``ScriptableBoxPrompted`` (an nn.Module that ``torch.jit.script`` compiles).
+    """
+    h, w = _size_of(segmenter, size)
+    boxed = trace_box_prompted(segmenter, (h, w))
+    # Batch 2: with no sparse prompt SAM2's prompt encoder returns batch 1 and SAM2Segmenter expands it; a batch-1
+    # trace would record no expand and the graph would then fail on any other batch size.
+    image, _ = example_inputs(segmenter, 2, (h, w))
+    with _eval(segmenter), torch.no_grad():
+        unprompted = torch.jit.trace(_Unprompted(BoxPromptedSegmenter(segmenter, (h, w))), (image,), check_trace=False)
+    return ScriptableBoxPrompted(boxed, unprompted, h, w)
+
+
+def export_torchscript(
+    segmenter: nn.Module,
+    path: str | os.PathLike,
+    size: Sequence[int] | None = None,
+    extra_files: Mapping[str, str | bytes] | None = None,
+) -> Path:
+    """Write a scripted (image, boxes=None) -> logits TorchScript file that ``torch.jit.load`` reads without sam2tune.
+
+    Args:
+        segmenter: the SAM2Segmenter, weights loaded.
+        path: the .ts file to write (atomically).
+        size: (H, W) input size of the graph; default the model's image_size.
+        extra_files: more files stored inside the archive (e.g. ``{"metadata.json": ...}``), as torch.jit.save does.
+
+    Returns:
+        The written path.
+    """
+    module = torch.jit.script(prepare_scriptable(segmenter, size))
+    files = {k: v.encode() if isinstance(v, str) else v for k, v in (extra_files or {}).items()}
+    return _atomic_path(path, lambda tmp: torch.jit.save(module, tmp, _extra_files=files))
+
+
+# ---- ONNX --------------------------------------------------------------------------------------------------------------
+def export_onnx(
+    segmenter: nn.Module,
+    path: str | os.PathLike,
+    size: Sequence[int] | None = None,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+) -> Path:
+    """Export the promptable model (image encoder + prompt encoder + mask decoder) to ONNX: (image, boxes) -> logits.
+
+    Uses torch's TorchScript-based exporter (``dynamo=False``): it needs no onnxscript and runs offline.
+
+    Args:
+        segmenter: the SAM2Segmenter, weights loaded (LoRA merged or not: the graph is the same computation).
+        path: the .onnx file to write (atomically).
+        size: (H, W) input size of the graph (fixed in the graph); default the model's image_size.
+        opset: ONNX opset version.
+        dynamic_batch: let the batch dimension vary (else fixed at 1).
+
+    Returns:
+        The written path. Inputs "image" (B, C, H, W) float32 in [0, 1] and "boxes" (B, 4) float32 xyxy in input
+        pixels (NaN row = no box); output "logits" (B, 1, H, W).
+    """
+    wrapper = BoxPromptedSegmenter(segmenter, size)
+    inputs = example_inputs(segmenter, 1, size)
+    axes = {"image": {0: "batch"}, "boxes": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+    return _onnx_export(wrapper, inputs, path, ["image", "boxes"], ["logits"], axes, opset)
+
+
+def export_encoder_onnx(
+    segmenter: nn.Module,
+    path: str | os.PathLike,
+    size: Sequence[int] | None = None,
+    project_high_res: bool = False,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+) -> Path:
+    """Export the image encoder alone to ONNX: image -> (image_embed, high_res_s0, high_res_s1).
+
+    With ``project_high_res=False`` (default) the outputs are what ``SAM2Segmenter.encode(project_high_res=False)``
+    gives, i.e. what sam2tune's embedding cache stores.
+
+    Args:
+        segmenter: the SAM2Segmenter, weights loaded.
+        path: the .onnx file to write (atomically).
+        size: (H, W) input size of the graph; default the model's image_size.
+        project_high_res: apply the mask decoder's conv_s0 / conv_s1 to the high-res maps.
+        opset: ONNX opset version.
+        dynamic_batch: let the batch dimension vary (else fixed at 1).
+
+    Returns:
+        The written path. Input "image"; outputs "image_embed", "high_res_s0", "high_res_s1".
+    """
+    wrapper = ImageEncoder(segmenter, project_high_res)
+    image, _ = example_inputs(segmenter, 1, size)
+    names = ["image_embed", "high_res_s0", "high_res_s1"]
+    axes = {n: {0: "batch"} for n in ["image", *names]} if dynamic_batch else None
+    return _onnx_export(wrapper, (image,), path, ["image"], names, axes, opset)
+
+
+def run_onnx(path: str | os.PathLike, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Run an ONNX file with onnxruntime on the CPU.
+
+    Args:
+        path: the .onnx file.
+        inputs: input name -> tensor.
+
+    Returns:
+        The outputs, in the file's output order, as CPU tensors.
+    """
+    try:
+        import onnxruntime
+    except ImportError as e:  # pragma: no cover - pinned in requirements.txt
+        raise ImportError("onnxruntime is needed to run ONNX exports: pip install onnxruntime") from e
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
+    return [torch.from_numpy(o) for o in session.run(None, feeds)]
+
+
+def onnx_max_abs_diff(
+    path: str | os.PathLike, module: nn.Module, inputs: Mapping[str, torch.Tensor]
+) -> list[float]:
+    """Max |onnxruntime - PyTorch| of each output of `module` (a wrapper above) on `inputs`.
+
+    Args:
+        path: the .onnx file exported from `module`.
+        module: ``BoxPromptedSegmenter`` or ``ImageEncoder`` (called with the inputs in order, eval mode, no grad).
+        inputs: input name -> tensor, in the module's argument order.
+
+    Returns:
+        One float per output.
+    """
+    with _eval(module), torch.no_grad():
+        expected = module(*inputs.values())
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    got = run_onnx(path, inputs)
+    if len(got) != len(expected):
+        raise ValueError(f"{path} has {len(got)} outputs, the PyTorch module {len(expected)}.")
+    return [(g - e.detach().cpu()).abs().max().item() for g, e in zip(got, expected, strict=True)]
+
+
+# ---- helpers -----------------------------------------------------------------------------------------------------------
+def _onnx_export(module, inputs, path, input_names, output_names, dynamic_axes, opset) -> Path:
+    def write(tmp: str) -> None:
+        with _eval(module), torch.no_grad():
+            torch.onnx.export(
+                module,
+                inputs,
+                tmp,
+                dynamo=False,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+            )
+
+    written = _atomic_path(path, write)
+    logger.info("Exported ONNX %s (inputs %s, outputs %s, opset %d)", written, input_names, output_names, opset)
+    return written
+
+
+def _atomic_path(path: str | os.PathLike, write) -> Path:
+    """Call write(tmp_path) for a temporary file next to `path`, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _size_of(segmenter: nn.Module, size: Sequence[int] | None) -> tuple[int, int]:
+    if size is None:
+        s = int(segmenter.image_size)
+        return s, s
+    if isinstance(size, int):
+        return size, size
+    if len(size) != 2 or any(int(v) <= 0 for v in size):
+        raise ValueError(f"size must be (H, W) with positive ints, got {size!r}.")
+    return int(size[0]), int(size[1])
+
+
+def _in_channels_of(segmenter: nn.Module) -> int:
+    return int(segmenter.channel_adapter.in_channels)
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+class _eval:
+    """Context: the module in eval mode (dropout off), its previous training mode restored after."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.modes = [(m, m.training) for m in module.modules()]
+
+    def __enter__(self) -> nn.Module:
+        self.module.eval()
+        return self.module
+
+    def __exit__(self, *exc: object) -> None:
+        for m, training in self.modes:
+            m.training = training
