@@ -8,6 +8,8 @@ import torch
 from monai.engines.utils import PrepareBatch
 from monai.utils import CommonKeys
 
+from sam2tune.utils.flags import as_bool
+
 # network keyword -> data-dict key written by the prompt transforms
 PROMPT_KEYS: dict[str, str] = {"boxes": "box", "point_coords": "point_coords", "point_labels": "point_labels", "mask_prompt": "mask_prompt"}
 
@@ -20,10 +22,12 @@ class PromptPrepareBatch(PrepareBatch):
             (the network's learned prompt token). "points" is a shorthand for point_coords + point_labels.
         embedding_cache: a sam2tune.data.embedding_cache.EmbeddingCache: its image features reach the network as
             `features=` (frozen-encoder training on cached embeddings); None = the network encodes every batch.
+        pass_label: also hand the label to the inferer as `label=` (when the batch has one), for
+            sam2tune.engines.InteractiveInferer / ClickProtocolInferer, which take corrective clicks from it.
     """
 
-    def __init__(self, prompts: Sequence[str] = ("boxes",), embedding_cache=None) -> None:
-        self.embedding_cache = embedding_cache
+    def __init__(self, prompts: Sequence[str] = ("boxes",), embedding_cache=None, pass_label: bool = False) -> None:
+        self.embedding_cache, self.pass_label = embedding_cache, as_bool(pass_label, "pass_label")
         names: list[str] = []
         for p in prompts:
             names += ["point_coords", "point_labels"] if p == "points" else [p]
@@ -47,4 +51,6 @@ class PromptPrepareBatch(PrepareBatch):
         kwargs = {p: move(batchdata[PROMPT_KEYS[p]]) for p in self.prompts}
         if self.embedding_cache is not None:
             kwargs["features"] = self.embedding_cache.for_batch(batchdata, image)
+        if self.pass_label and label is not None:
+            kwargs["label"] = label
         return image, label, (), kwargs

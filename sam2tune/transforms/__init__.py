@@ -4,6 +4,7 @@ from .loading import LoadJPEGd, read_image
 from .prompt_dropout import RandDropBoxd
 from .prompt_transforms import PROMPT_MODES, SimulatePromptsd
 from .raters import LoadRaterMeand, rater_mean
+from .rounds import SelectRoundd
 from .save import SaveMaskPNGd
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "LoadRaterMeand",
     "RandDropBoxd",
     "SaveMaskPNGd",
+    "SelectRoundd",
     "SimulatePromptsd",
     "rater_mean",
     "read_image",

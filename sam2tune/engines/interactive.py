@@ -1,0 +1,166 @@
+"""Inferers for interactive SAM2: training with corrective clicks, and the deterministic click protocol.
+
+Both hand the label to the network's forward (``correction_target``), which runs the image encoder once and the
+prompt encoder + mask decoder once per round (``sam2tune.networks.interactive.decode_rounds``); going through
+``forward`` keeps DistributedDataParallel's gradient hooks in play. The label reaches the inferer through
+``PromptPrepareBatch(pass_label=True)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.inferers import Inferer
+from torch import nn
+
+from sam2tune.prompts.corrections import CLICK_MODES, sample_error_clicks
+
+FIRST_PROMPTS = ("box", "click", "mixed")
+
+
+def _count(value, key: str) -> int:
+    """An int >= 0 from JSON or the command line ("3" too); ValueError naming ``key`` otherwise."""
+    try:
+        number = int(value) if not isinstance(value, (bool, float)) or float(value).is_integer() else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or number < 0:
+        raise ValueError(f"{key} must be an integer >= 0 (e.g. --{key} 7), got {value!r}.")
+    return number
+
+
+def _click_first(prompts: dict, label: torch.Tensor, use_click: torch.Tensor, mode: str) -> dict:
+    """Replace the box of the samples in ``use_click`` (B,) bool by one positive click on the object."""
+    truth = label > 0.5
+    pts, labs = sample_error_clicks(torch.zeros_like(truth), truth, mode)  # the whole object is "missed"
+    labs = torch.where(use_click[:, None], labs, torch.full_like(labs, -1))  # box samples: a padding point
+    out = dict(prompts)
+    if out.get("boxes") is not None:
+        out["boxes"] = torch.where(use_click[:, None], torch.full_like(out["boxes"], float("nan")), out["boxes"].float())
+    if out.get("point_coords") is not None:
+        out["point_coords"] = torch.cat([out["point_coords"].float(), pts], 1)
+        out["point_labels"] = torch.cat([out["point_labels"].to(labs.dtype), labs], 1)
+    else:
+        out["point_coords"], out["point_labels"] = pts, labs
+    return out
+
+
+class InteractiveInferer(Inferer):
+    """First prompt (box, click or either) + ``correction_rounds`` corrective clicks -> logits of every round.
+
+    Args:
+        correction_rounds: corrective clicks per sample after the first prompt (0 = one decoder pass, as SimpleInferer).
+        first_prompt: "box" (the simulated box from the transforms), "click" (one positive click on the object
+            instead) or "mixed" (a click with probability ``click_prob``, per sample).
+        click_prob: probability of a click first prompt in "mixed" mode.
+        click_mode: how corrective (and first) clicks are placed: "uniform" (random error pixel, training) or
+            "center" (the error-centre rule, evaluation).
+
+    Returns (when called): logits (B, correction_rounds + 1, H, W), channel r = after r corrective clicks; with
+    ``correction_rounds=0`` and a box first prompt, exactly ``network(inputs, **prompts)``.
+    """
+
+    def __init__(self, correction_rounds: int = 0, first_prompt: str = "box", click_prob: float = 0.5, click_mode: str = "uniform") -> None:
+        super().__init__()
+        correction_rounds = _count(correction_rounds, "correction_rounds")
+        if first_prompt not in FIRST_PROMPTS:
+            raise ValueError(f"first_prompt must be one of {FIRST_PROMPTS}, got {first_prompt!r}.")
+        if not 0.0 <= float(click_prob) <= 1.0:
+            raise ValueError(f"click_prob must be in [0, 1], got {click_prob!r}.")
+        if click_mode not in CLICK_MODES:
+            raise ValueError(f"click_mode must be one of {CLICK_MODES}, got {click_mode!r}.")
+        self.correction_rounds, self.first_prompt = correction_rounds, first_prompt
+        self.click_prob, self.click_mode = float(click_prob), click_mode
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **prompts) -> torch.Tensor:
+        """(B, C, H, W) images + label (B, 1, H, W) + first prompts -> logits (B, rounds + 1, H, W)."""
+        if self.correction_rounds == 0 and self.first_prompt == "box":
+            return network(inputs, *args, **prompts)
+        if label is None:
+            raise ValueError("Corrective clicks and click first prompts need the label: use PromptPrepareBatch(pass_label=True).")
+        label = label[:, :1].float()
+        if self.first_prompt != "box":
+            b = inputs.shape[0]
+            if self.first_prompt == "click":
+                use_click = torch.ones(b, dtype=torch.bool, device=label.device)
+            else:  # torch's global generator: restored on resume with the run's other random state
+                use_click = torch.rand(b).to(label.device) < self.click_prob
+            prompts = _click_first(prompts, label, use_click, self.click_mode)
+        return network(inputs, *args, **prompts, correction_target=label, correction_rounds=self.correction_rounds,
+                       click_mode=self.click_mode)
+
+
+def _overlap(logits: torch.Tensor, label: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (B, K, H, W), label (B, 1, H, W) -> (IoU (B, K), Dice (B, K)); NaN where the label is empty."""
+    pred, truth = logits > 0, label > 0.5
+    inter = (pred & truth).flatten(2).sum(-1).double()
+    area_p, area_t = pred.flatten(2).sum(-1).double(), truth.flatten(2).sum(-1).double()
+    empty = area_t == 0
+    iou = torch.where(empty, torch.nan, inter / (area_p + area_t - inter).clamp(min=1))
+    dice = torch.where(empty, torch.nan, 2 * inter / (area_p + area_t).clamp(min=1))
+    return iou.cpu().numpy(), dice.cpu().numpy()
+
+
+USERS = {"oracle": "center", "suggest": "suggest", "boundary": "boundary"}
+
+
+class ClickProtocolInferer(InteractiveInferer):
+    """The deterministic click protocol: the bundle's first prompt, then ``max_clicks`` corrective clicks.
+
+    With ``user="oracle"`` each click goes to the pixel farthest from the border of the largest error region
+    (positive for a miss, negative for a false positive) — the RITM / SimpleClick rule, which needs the ground
+    truth. ``user="suggest"`` clicks where the app's ``suggest_click`` points (the model's own uncertainty, no ground
+    truth) and ``user="boundary"`` a random pixel of the predicted border (baseline); both answer with the true label
+    at that pixel. Every click keeps the earlier ones and feeds the previous mask back. The IoU and Dice of every step
+    (and, for suggest / boundary, whether each click fell on a wrong pixel) are kept in ``last`` for
+    ``sam2tune.handlers.ClickProtocolReport``.
+
+    Args:
+        max_clicks: corrective clicks per object (20, the NoC cap of the interactive-segmentation literature).
+        first_prompt: "box" (the bundle's evaluation prompt) or "click" (one centre click instead).
+        user: "oracle", "suggest" or "boundary" (see above).
+
+    Returns (when called): logits (B, 1, H, W) after the last click, so the evaluator's usual metrics still run.
+    """
+
+    def __init__(self, max_clicks: int = 20, first_prompt: str = "box", user: str = "oracle") -> None:
+        if first_prompt == "mixed":
+            raise ValueError("The click protocol is deterministic: first_prompt must be 'box' or 'click'.")
+        if user not in USERS:
+            raise ValueError(f"user must be one of {sorted(USERS)}, got {user!r}.")
+        super().__init__(_count(max_clicks, "max_clicks"), first_prompt, 0.0, USERS[user])
+        self.max_clicks, self.user = self.correction_rounds, user
+        self.last: dict[str, np.ndarray] = {}
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **prompts) -> torch.Tensor:
+        """(B, C, H, W) + label (B, 1, H, W) + first prompts -> logits after the last click (B, 1, H, W)."""
+        from sam2tune.networks.interactive import decode_rounds
+        from sam2tune.utils.dist import unwrap
+
+        if label is None:
+            raise ValueError("The click protocol needs the label: use PromptPrepareBatch(pass_label=True).")
+        label = label[:, :1].float()
+        if self.first_prompt == "click":
+            prompts = _click_first(prompts, label, torch.ones(label.shape[0], dtype=torch.bool, device=label.device), "center")
+        net = unwrap(network)
+        features = prompts.pop("features", None)
+        features = net.encode(inputs) if features is None else features
+        clicks: list = []
+        logits = decode_rounds(net, features, label, self.max_clicks, tuple(inputs.shape[-2:]), click_mode=self.click_mode,
+                               clicks=clicks, **{k: prompts.get(k) for k in ("boxes", "point_coords", "point_labels", "mask_prompt")})
+        iou, dice = _overlap(logits, label)
+        self.last = {"iou": iou, "dice": dice}
+        if self.user != "oracle" and clicks:
+            truth = label[:, 0] > 0.5
+            hits = np.full((label.shape[0], len(clicks)), np.nan)
+            for r, (pts, labs) in enumerate(clicks):
+                for b in range(label.shape[0]):
+                    if labs[b, 0] < 0:
+                        continue  # no suggestion: the model was sure everywhere
+                    x, y = (int(v) for v in pts[b, 0].tolist())
+                    hits[b, r] = float(bool(logits[b, r, y, x] > 0) != bool(truth[b, y, x]))
+            self.last["in_error"] = hits
+        return logits[:, -1:]
+
+
+__all__ = ["FIRST_PROMPTS", "USERS", "ClickProtocolInferer", "InteractiveInferer"]

@@ -1,0 +1,36 @@
+"""The 3D click protocol: corrections go on the worst slice, which becomes the object's key; curves per object."""
+
+import numpy as np
+import pytest
+import torch
+
+from sam2tune.engines.volume import VolumePromptPrepareBatch
+from sam2tune.engines.volume_clicks import VolumeClickProtocolInferer, _add_click
+from sam2tune.networks import SAM2Segmenter
+from sam2tune.networks.propagator import ObjectPrompt
+
+
+def test_add_click_moves_the_key_and_keeps_earlier_clicks():
+    prompts = [ObjectPrompt(4, box=[1, 1, 5, 5]), ObjectPrompt(6, points=[[2.0, 2.0]], point_labels=[1])]
+    out = _add_click(prompts, 6, np.array([3.0, 4.0]), 0.0)
+    assert out[0].slice == 6 and out[0].points == [[2.0, 2.0], [3.0, 4.0]] and out[0].point_labels == [1, 0]
+    assert [p.slice for p in out] == [6, 4]
+    out = _add_click(out, 4, np.array([2.0, 2.0]), 1.0)
+    assert out[0].slice == 4 and out[0].box == [1, 1, 5, 5] and out[0].point_labels == [1]
+
+
+def test_protocol_records_one_curve_per_organ():
+    torch.manual_seed(0)
+    net = SAM2Segmenter("tiny", 64, in_channels=1).eval()
+    label = torch.zeros(1, 1, 6, 32, 32)
+    label[0, 0, 1:5, 4:14, 4:16] = 1
+    label[0, 0, 2:6, 18:28, 16:30] = 6
+    image = torch.rand(1, 1, 6, 32, 32)
+    _, _, _, kwargs = VolumePromptPrepareBatch(pass_label=True)({"image": image, "label": label})
+    inferer = VolumeClickProtocolInferer(num_classes=7, chunk_size=8, max_clicks=2)
+    out = inferer(image, net, **kwargs)
+    assert out.shape == (1, 7, 6, 32, 32)
+    assert inferer.last["iou"].shape == (2, 3) and inferer.last["object"] == [1, 6]
+    assert np.isfinite(inferer.last["dice"]).all() and (inferer.last["dice"] <= 1).all()
+    with pytest.raises(ValueError, match="label"):
+        inferer(image, net, kwargs["prompts"], kwargs["object_ids"])
