@@ -13,7 +13,7 @@ from monai.bundle import ConfigWorkflow
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "bundles"
 # The CPU-tiny overrides every bundle must accept (contract keys only).
-TINY = {"sam2_variant": "tiny", "image_size": 64, "num_workers": 0, "amp": False, "batch_size": 4}
+TINY = {"sam2_variant": "tiny", "image_size": 64, "num_workers": 0, "amp": False, "batch_size": 4, "correction_rounds": 2}
 
 
 def config_path(bundle: str, name: str) -> str:

@@ -196,3 +196,14 @@ def test_label_free_bad_prompts_name_the_problem(trained, phantoms, tmp_path, bu
     with pytest.raises(Exception) as err:
         bundle_tools.run_workflow(BUNDLE, ["inference"], prompts=str(path), prompt_free=True, **common)
     assert "not both" in bundle_tools.error_chain(err.value)
+
+
+def test_click_protocol_writes_its_files(trained, phantoms, bundle_tools):
+    """The click protocol on the knee test slices: one curve per prompted tissue instance."""
+    bundle_tools.run_workflow(BUNDLE, ["train", "evaluate", "evaluate_interactive"], dataset_dir=phantoms,
+                              output_dir=str(trained), ckpt_dir=str(trained / "models"), max_clicks=5, **bundle_tools.TINY)
+    out = trained / "eval_interactive"
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["dice_at_clicks"]) == 6 and summary["objects"] >= 2
+    assert (out / "per_object_clicks.csv").read_text().count("\n") == summary["objects"] + 1
+    assert (out / "clicks_curve.png").is_file()

@@ -145,3 +145,28 @@ def test_torchrun_two_processes_gloo(phantoms, tmp_path, bundle_tools):
     assert len(history) == 1  # written once, by rank 0
     state = torch.load(tmp_path / "m" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in state), "model.pt must be the unwrapped network"
+
+
+def test_click_protocol_writes_its_files(trained, phantoms, bundle_tools):
+    """train + evaluate + evaluate_interactive: summary.json with the click fields, per-object CSV, curve PNG."""
+    import csv
+
+    bundle_tools.run_workflow(BUNDLE, ["train", "evaluate", "evaluate_interactive"], dataset_dir=phantoms,
+                              output_dir=str(trained), ckpt_dir=str(trained / "models"), max_clicks=5, **bundle_tools.TINY)
+    out = trained / "eval_interactive"
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["dice_at_clicks"]) == len(summary["iou_at_clicks"]) == 6
+    assert {"noc_85", "noc_90", "nof_85", "nof_90"} <= set(summary) and summary["user"] == "oracle"
+    rows = list(csv.DictReader(open(out / "per_object_clicks.csv")))
+    assert len(rows) == summary["objects"] >= 2
+    # the summary's curve is the mean of the per-object curves it lists
+    assert summary["dice_at_clicks"][5] == pytest.approx(np.mean([float(r["dice_5"]) for r in rows]), abs=1e-4)
+    assert 0 <= summary["noc_90"] <= 5 and summary["nof_90"] <= summary["objects"]
+    assert (out / "clicks_curve.png").stat().st_size > 1000
+
+
+def test_bad_correction_rounds_is_refused_naming_the_key(phantoms, tmp_path, bundle_tools):
+    with pytest.raises(Exception) as err:
+        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(tmp_path), ckpt_dir=str(tmp_path),
+                                  max_epochs=1, **{**bundle_tools.TINY, "correction_rounds": "many"})
+    assert "correction_rounds" in bundle_tools.error_chain(err.value)

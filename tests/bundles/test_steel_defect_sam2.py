@@ -307,3 +307,15 @@ def test_resume_step_run_continues_without_redoing_steps(phantoms, base_ckpt, tm
     wf.finalize()
     assert ran == [] and [int(r["step"]) for r in csv.DictReader(open(tmp_path / "train_log.csv"))] == list(range(1, 2 * K + 1))
     assert json.loads((tmp_path / "training_summary.json").read_text())["total_steps"] == 2 * K
+
+
+def test_click_protocol_writes_its_files(trained, phantoms, bundle_tools):
+    """The click protocol on the steel test split: one curve per prompted defect, files beside each other."""
+    bundle_tools.run_workflow(BUNDLE, ["train", "evaluate", "evaluate_interactive"], dataset_dir=phantoms,
+                              output_dir=str(trained), ckpt_dir=str(trained / "models"), deterministic=False,
+                              max_clicks=5, **bundle_tools.TINY)
+    out = trained / "eval_interactive"
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["dice_at_clicks"]) == 6 and summary["objects"] >= 1
+    assert (out / "per_object_clicks.csv").read_text().count("\n") == summary["objects"] + 1
+    assert (out / "clicks_curve.png").is_file()
