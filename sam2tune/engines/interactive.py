@@ -13,7 +13,10 @@ import torch
 from monai.inferers import Inferer
 from torch import nn
 
+from sam2tune.networks.interactive import decode_rounds
 from sam2tune.prompts.corrections import CLICK_MODES, sample_error_clicks
+from sam2tune.utils.dist import unwrap
+from sam2tune.utils.flags import as_bool
 
 FIRST_PROMPTS = ("box", "click", "mixed")
 
@@ -45,6 +48,16 @@ def _click_first(prompts: dict, label: torch.Tensor, use_click: torch.Tensor, mo
     return out
 
 
+def _flatten_stack(inputs: torch.Tensor, label: torch.Tensor | None, prompts: dict) -> tuple:
+    """Slice stacks (B, S, H, W) + label (B, S, H, W) -> single slices (B*S, 1, H, W), prompts repeated per slice."""
+    if inputs.ndim != 4:
+        raise ValueError(f"Slice stacks must be (B, S, H, W), got shape {tuple(inputs.shape)}.")
+    b, n = inputs.shape[:2]
+    flat = {k: v.repeat_interleave(n, 0) if torch.is_tensor(v) and v.shape[:1] == (b,) else v for k, v in prompts.items()}
+    lab = None if label is None else label.reshape(b * n, 1, *label.shape[-2:])
+    return inputs.reshape(b * n, 1, *inputs.shape[-2:]), lab, flat
+
+
 class InteractiveInferer(Inferer):
     """First prompt (box, click or either) + ``correction_rounds`` corrective clicks -> logits of every round.
 
@@ -55,12 +68,16 @@ class InteractiveInferer(Inferer):
         click_prob: probability of a click first prompt in "mixed" mode.
         click_mode: how corrective (and first) clicks are placed: "uniform" (random error pixel, training) or
             "center" (the error-centre rule, evaluation).
+        stacked: inputs and labels are slice stacks (B, S, H, W) (the lung bundle): every slice runs as its own
+            image with the sample's prompts, and gets its own clicks.
 
     Returns (when called): logits (B, correction_rounds + 1, H, W), channel r = after r corrective clicks; with
-    ``correction_rounds=0`` and a box first prompt, exactly ``network(inputs, **prompts)``.
+    ``correction_rounds=0`` and a box first prompt, exactly ``network(inputs, **prompts)``. Stacked:
+    (B, correction_rounds + 1, S, H, W).
     """
 
-    def __init__(self, correction_rounds: int = 0, first_prompt: str = "box", click_prob: float = 0.5, click_mode: str = "uniform") -> None:
+    def __init__(self, correction_rounds: int = 0, first_prompt: str = "box", click_prob: float = 0.5, click_mode: str = "uniform",
+                 stacked: bool = False) -> None:
         super().__init__()
         correction_rounds = _count(correction_rounds, "correction_rounds")
         if first_prompt not in FIRST_PROMPTS:
@@ -70,10 +87,18 @@ class InteractiveInferer(Inferer):
         if click_mode not in CLICK_MODES:
             raise ValueError(f"click_mode must be one of {CLICK_MODES}, got {click_mode!r}.")
         self.correction_rounds, self.first_prompt = correction_rounds, first_prompt
-        self.click_prob, self.click_mode = float(click_prob), click_mode
+        self.click_prob, self.click_mode, self.stacked = float(click_prob), click_mode, as_bool(stacked, "stacked")
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **prompts) -> torch.Tensor:
         """(B, C, H, W) images + label (B, 1, H, W) + first prompts -> logits (B, rounds + 1, H, W)."""
+        if self.stacked:
+            b, n = inputs.shape[:2]
+            flat, lab, kw = _flatten_stack(inputs, label, prompts)
+            out = self._rounds(flat, network, *args, label=lab, **kw)  # (B*S, R+1, H, W)
+            return out.reshape(b, n, *out.shape[1:]).transpose(1, 2)
+        return self._rounds(inputs, network, *args, label=label, **prompts)
+
+    def _rounds(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **prompts) -> torch.Tensor:
         if self.correction_rounds == 0 and self.first_prompt == "box":
             return network(inputs, *args, **prompts)
         if label is None:
@@ -119,26 +144,36 @@ class ClickProtocolInferer(InteractiveInferer):
         max_clicks: corrective clicks per object (20, the NoC cap of the interactive-segmentation literature).
         first_prompt: "box" (the bundle's evaluation prompt) or "click" (one centre click instead).
         user: "oracle", "suggest" or "boundary" (see above).
+        stacked: slice stacks (B, S, H, W): every slice with a non-empty label is one object.
 
-    Returns (when called): logits (B, 1, H, W) after the last click, so the evaluator's usual metrics still run.
+    Returns (when called): logits (B, 1, H, W) after the last click, so the evaluator's usual metrics still run;
+    stacked: (B, S, H, W).
     """
 
-    def __init__(self, max_clicks: int = 20, first_prompt: str = "box", user: str = "oracle") -> None:
+    def __init__(self, max_clicks: int = 20, first_prompt: str = "box", user: str = "oracle", stacked: bool = False) -> None:
         if first_prompt == "mixed":
             raise ValueError("The click protocol is deterministic: first_prompt must be 'box' or 'click'.")
         if user not in USERS:
             raise ValueError(f"user must be one of {sorted(USERS)}, got {user!r}.")
-        super().__init__(_count(max_clicks, "max_clicks"), first_prompt, 0.0, USERS[user])
+        super().__init__(_count(max_clicks, "max_clicks"), first_prompt, 0.0, USERS[user], stacked)
         self.max_clicks, self.user = self.correction_rounds, user
         self.last: dict[str, np.ndarray] = {}
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **prompts) -> torch.Tensor:
         """(B, C, H, W) + label (B, 1, H, W) + first prompts -> logits after the last click (B, 1, H, W)."""
-        from sam2tune.networks.interactive import decode_rounds
-        from sam2tune.utils.dist import unwrap
 
         if label is None:
             raise ValueError("The click protocol needs the label: use PromptPrepareBatch(pass_label=True).")
+        if self.stacked:
+            b, n = inputs.shape[:2]
+            flat, lab, kw = _flatten_stack(inputs, label, prompts)
+            out = self._protocol(flat, network, *args, label=lab, **kw)
+            self.last["item"] = [i // n for i in range(b * n)]
+            self.last["object"] = [f"slice{i % n}" for i in range(b * n)]
+            return out.reshape(b, n, *out.shape[-2:])
+        return self._protocol(inputs, network, *args, label=label, **prompts)
+
+    def _protocol(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor, **prompts) -> torch.Tensor:
         label = label[:, :1].float()
         if self.first_prompt == "click":
             prompts = _click_first(prompts, label, torch.ones(label.shape[0], dtype=torch.bool, device=label.device), "center")

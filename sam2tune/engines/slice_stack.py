@@ -21,6 +21,7 @@ def run_slice_stack(network: nn.Module, inputs: torch.Tensor, *args, **kwargs) -
 class SliceStackInferer(Inferer):
     """MONAI inferer for slice stacks: the engine's network sees single slices, the loss sees the stack."""
 
-    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, **kwargs) -> torch.Tensor:
-        """(B, S, H, W) -> (B, S, H, W) logits (the network's first output channel)."""
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """(B, S, H, W) -> (B, S, H, W) logits (the network's first output channel); ``label`` (from
+        PromptPrepareBatch(pass_label=True), for the interactive inferers) is not used."""
         return run_slice_stack(network, inputs, *args, **kwargs)

@@ -130,3 +130,14 @@ def test_wrong_crop_size_and_missing_dataset(phantoms, tmp_path, bundle_tools):
     with pytest.raises(Exception) as err:
         bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(tmp_path / "nowhere"), output_dir=str(tmp_path), **bundle_tools.TINY)
     assert "make_phantoms.py lung_nodule" in bundle_tools.error_chain(err.value)
+
+
+def test_click_protocol_on_slice_stacks(trained, phantoms, bundle_tools):
+    """The click protocol after the learned prompt: every labelled slice of each nodule stack is one object."""
+    common = dict(dataset_dir=str(phantoms), output_dir=str(trained), ckpt_dir=str(trained / "models"), **{**bundle_tools.TINY, **SMALL})
+    bundle_tools.run_workflow(BUNDLE, ["train", "evaluate", "evaluate_interactive"], max_clicks=3, **common)
+    out = trained / "eval_interactive"
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["dice_at_clicks"]) == 4 and summary["objects"] >= 2
+    rows = (out / "per_object_clicks.csv").read_text().splitlines()
+    assert len(rows) == summary["objects"] + 1 and all("/slice" in r.split(",")[0] for r in rows[1:])
