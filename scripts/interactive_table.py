@@ -1,7 +1,7 @@
 """Clicks-to-accuracy table for a 2D bundle: untrained vs box-only fine-tune vs fine-tune with corrective clicks.
 
-For each seed: phantoms (that seed) -> train with ``correction_rounds 0`` and with ``correction_rounds R`` (same data,
-steps and seed) -> the bundle's click protocol (train.json + evaluate.json + evaluate_interactive.json) on its test
+For each seed: phantoms (that seed) -> train box-only (``correction_rounds 0``, ``first_prompt box``), with
+``correction_rounds R`` (box first) and with ``correction_rounds R`` + ``first_prompt mixed`` (same data, steps, seed) -> the bundle's click protocol (train.json + evaluate.json + evaluate_interactive.json) on its test
 split, plus the untrained network through the same protocol. Writes <out>/interactive_table.{csv,md} and one
 clicks_curve.png per seed, every number from these runs. Random initialisation (no checkpoint can be downloaded).
 
@@ -83,12 +83,15 @@ def main() -> int:
         s = json.load(open(os.path.join(untrained, "eval_interactive", "summary.json")))
         rows.append(row(seed, "untrained", s, 0.0))
         curves["untrained"] = s["dice_at_clicks"]
-        for name, rounds in (("box only (correction_rounds 0)", 0), (f"corrections (correction_rounds {args.rounds})", args.rounds)):
-            run_dir = os.path.join(out, f"seed{seed}", f"rounds{rounds}")
+        variants = (("box only (correction_rounds 0, first_prompt box)", 0, "box"),
+                    (f"corrections (correction_rounds {args.rounds}, first_prompt box)", args.rounds, "box"),
+                    (f"corrections (correction_rounds {args.rounds}, first_prompt mixed)", args.rounds, "mixed"))
+        for name, rounds, first in variants:
+            run_dir = os.path.join(out, f"seed{seed}", f"rounds{rounds}_{first}")
             common = dict(dataset_dir=data, output_dir=run_dir, ckpt_dir=run_dir, seed=seed, **tiny)
             t0 = time.perf_counter()
             run(args.bundle, ["train"], finetune=args.finetune, max_epochs=args.epochs, learning_rate=args.learning_rate,
-                resume=False, correction_rounds=rounds, **common)
+                resume=False, correction_rounds=rounds, first_prompt=first, **common)
             train_s = time.perf_counter() - t0
             run(args.bundle, ["train", "evaluate", "evaluate_interactive"], **common)
             s = json.load(open(os.path.join(run_dir, "eval_interactive", "summary.json")))
