@@ -44,6 +44,7 @@ class BundleModel:
         self._lock = threading.RLock()
         self._net: torch.nn.Module | None = None
         self._loaded_mtime: float | None = None
+        self._generation = 0  # +1 each time other weights are put in service (build, hot reload)
 
     @property
     def has_learned_prompt(self) -> bool:
@@ -56,6 +57,12 @@ class BundleModel:
             return os.path.getmtime(self.model_path)
         except OSError:
             return None
+
+    @property
+    def generation(self) -> int:
+        """How many times weights were put in service (0 before the first build); interactive sessions made with
+        other weights start over (sam2tune.monailabel.sessions). Read it under `lock`, after `network()`."""
+        return self._generation
 
     def _build(self) -> torch.nn.Module:
         version = self.weights_version()
@@ -79,10 +86,12 @@ class BundleModel:
             version = self.weights_version()
             if self._net is None:
                 self._net = self._checked(self._build)
+                self._generation += 1
             elif version is not None and version != self._loaded_mtime:
                 # model.pt is written atomically by ModelExport, so a changed mtime means a complete new file.
                 self._checked(self._reload)
                 self._loaded_mtime = version
+                self._generation += 1
                 logger.info("Hot-reloaded %s from %s (all keys matched)", self.name, self.model_path)
             return self._net
 

@@ -294,8 +294,9 @@ class SAM2BundleTrainTask(TrainTask):
             "device": f"$torch.device('{device}')",
             "amp": bool(given["amp"]) and device.startswith("cuda") if "amp" in given else s.use_amp(device),
         }
-        if "val_interval" in given:  # otherwise the bundle's own (per epoch or per step, whatever it counts)
-            out["val_interval"] = given["val_interval"]
+        for key in ("val_interval", "correction_rounds", "first_prompt"):  # otherwise the bundle's own values
+            if key in given:
+                out[key] = given[key]
         return out
 
     def datalists(self, datastore: Datastore, label_tag: str) -> tuple[list[dict], list[dict]]:

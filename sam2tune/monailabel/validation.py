@@ -202,6 +202,8 @@ TRAIN_SPECS: dict[str, Spec] = {
     "label_tag": Spec("name"),
     "val_interval": Spec("int", 1, 1_000_000),
     "amp": Spec("bool"),
+    "correction_rounds": Spec("int", 0, 32),  # corrective clicks per sample in training (the bundle's key)
+    "first_prompt": Spec("enum", choices=("box", "click", "mixed")),
     "gpus": Spec("gpus"),  # MONAI Label's own key: CUDA_VISIBLE_DEVICES of the training process
     "client_id": Spec("name", allow_empty=True),  # monailabel.client adds it to every request
     "local_rank": Spec("int", 0, 1024),  # MONAI Label's training process adds it (its --local_rank)
@@ -216,6 +218,7 @@ INFER_SPECS: dict[str, Spec] = {
     "result_extension": Spec("enum", choices=RESULT_EXTENSIONS, allow_empty=True),
     "device": Spec("device", allow_empty=True),
     "save_label": Spec("bool"),
+    "reset": Spec("bool"),  # interactive: start over instead of refining the session's previous mask
 }  # clicks / ROI (foreground, background, roi) are typed by sam2tune.monailabel.prompts.parse_prompts
 
 SETTINGS_SPECS: dict[str, Spec] = {

@@ -122,9 +122,10 @@ def test_propagate_false_predicts_only_prompted_slices(task, ct, monkeypatch):
 
     predicted = []
 
-    def predict(model, x, prompt):
+    def predict(model, x, prompt, mask_prompt=None, return_low_res=False):
         predicted.append((x.shape, None if prompt is None else prompt.points.tolist()))
-        return np.ones(x.shape[-2:], np.float32)
+        prob = np.ones(x.shape[-2:], np.float32)
+        return (prob, torch.zeros(1, 1, 16, 16)) if return_low_res else prob
 
     monkeypatch.setattr(infer_mod, "propagate_volume", no_propagation)
     monkeypatch.setattr(infer_mod, "predict_slice", predict)
@@ -153,3 +154,34 @@ def test_requested_organ_is_written_with_its_label_value(task, ct, monkeypatch):
     with pytest.raises(HTTPException) as err:
         task({"image": ct, "foreground": [[32, 10, 4]], "label": "kidneys"})
     assert err.value.status_code == 400 and "has no label 'kidneys'" in err.value.detail
+
+
+def test_correction_on_a_slice_becomes_the_key_and_repropagates(task, ct, monkeypatch):
+    """A session's new click on slice k makes k the key slice; the other prompted slices follow as prompts."""
+    calls = []
+
+    def fake(net, volume, prompts, chunk_size=16, directions="both"):
+        calls.append((directions, [(p.slice, p.points, p.point_labels, p.box) for p in prompts[0]]))
+        logits = torch.full((1, volume.shape[0], *volume.shape[-2:]), -8.0)
+        logits[0, :, 8:18, 10:25] = 8.0
+        logits[0, 7, 20:26, 30:36] = 0.2  # slice 7 holds the only uncertain pixels (J 20..25, I 30..35)
+        return logits, torch.zeros(1, volume.shape[0])
+
+    monkeypatch.setattr(infer_mod, "propagate_volume", fake)
+    first = {"foreground": [[15, 12, 2], [16, 12, 8]], "label": "spleen", "reset": True}
+    _, r1 = task({**first, "image": ct})
+    assert r1["session"] == {"refined": False, "reason": "reset", "clicks": 2, "new_clicks": 0, "key_slice": 8}
+    assert calls[-1][1][0][0] == 8  # fresh: the middle of the prompted slices [2, 8]
+    second = {"image": ct, "foreground": [[15, 12, 2], [16, 12, 8]], "background": [[33, 22, 5]], "label": "spleen"}
+    _, r2 = task(second)
+    assert r2["session"] == {"refined": True, "reason": "extended", "clicks": 3, "new_clicks": 1, "key_slice": 5}
+    directions, objs = calls[-1]
+    assert directions == "both" and [o[0] for o in objs] == [5, 2, 8]  # the corrected slice leads, the others follow
+    assert objs[0][1] == [[33.0, 22.0]] and objs[0][2] == [0]
+    assert objs[1][1] == [[15.0, 12.0]] and objs[2][1] == [[16.0, 12.0]]
+    # suggested click: on the slice with the uncertain pixels, in IJK, flipping the prediction there
+    s = r2["suggested_click"]
+    assert s["point"][2] == 7 and 30 <= s["point"][0] < 36 and 20 <= s["point"][1] < 26
+    assert s["label"] == "negative" and 0.5 <= s["score"] <= 1.0  # p = sigmoid(0.2) > 0.5: called object
+    _, r3 = task({**second, "propagate": False})  # another option: starts over
+    assert r3["session"]["reason"] == "options changed" and "key_slice" not in r3["session"]

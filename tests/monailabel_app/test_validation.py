@@ -182,3 +182,13 @@ def test_hot_reload_is_strict_and_loads_nothing_from_a_mismatched_file(tmp_path)
     torch.save(good, model.model_path)
     os.utime(model.model_path, (1e9, 1e9))  # a new mtime, as a new training round gives
     assert torch.equal(model.network().state_dict()[key], good[key])
+
+
+def test_correction_keys_are_typed_train_options():
+    from sam2tune.monailabel.validation import check_mapping
+
+    assert check_mapping({"correction_rounds": "3", "first_prompt": "click"}, TRAIN_SPECS, "train request") == {
+        "correction_rounds": 3, "first_prompt": "click"}
+    for bad in ({"correction_rounds": -1}, {"correction_rounds": "$7"}, {"first_prompt": "scribble"}):
+        with pytest.raises(InputError):
+            check_mapping(bad, TRAIN_SPECS, "train request")
