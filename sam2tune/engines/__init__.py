@@ -2,5 +2,6 @@
 
 from sam2tune.engines.interactive import ClickProtocolInferer, InteractiveInferer
 from sam2tune.engines.prepare_batch import PROMPT_KEYS, PromptPrepareBatch
+from sam2tune.engines.volume_clicks import VolumeClickProtocolInferer
 
-__all__ = ["ClickProtocolInferer", "InteractiveInferer", "PROMPT_KEYS", "PromptPrepareBatch"]
+__all__ = ["ClickProtocolInferer", "InteractiveInferer", "PROMPT_KEYS", "PromptPrepareBatch", "VolumeClickProtocolInferer"]

@@ -24,7 +24,8 @@ from monai.losses import DiceLoss
 from monai.utils import convert_to_tensor
 from torch import nn
 
-from sam2tune.networks.propagator import encode_frames, propagate_volume, track_objects
+from sam2tune.networks.propagator import ObjectPrompt, encode_frames, propagate_volume, track_objects
+from sam2tune.prompts.corrections import error_click, error_slice
 from sam2tune.prompts.objects import object_prompt
 from sam2tune.utils.dist import unwrap
 from sam2tune.utils.flags import as_bool
@@ -40,9 +41,11 @@ class SliceWindowPrepareBatch(PrepareBatch):
     (), {"frame_table" (O, T), "init_prompts", "step_prompts"}).
     """
 
-    def __init__(self, prompt_freq: int = 0, prompt_mode: str = "box", box_jitter: float = 0.1, max_objects: int = 13, seed: int = 0) -> None:
+    def __init__(self, prompt_freq: int = 0, prompt_mode: str = "box", box_jitter: float = 0.1, max_objects: int = 13, seed: int = 0,
+                 pass_label: bool = False) -> None:
         self.prompt_freq, self.mode, self.jitter, self.max_objects = prompt_freq, prompt_mode, box_jitter, max_objects
         self.rng = np.random.default_rng(seed)
+        self.pass_label = as_bool(pass_label, "pass_label")  # targets also as `label=`, for corrective clicks
 
     def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
         """Dict batch -> (frames, targets, (), tracker keyword args)."""
@@ -72,19 +75,71 @@ class SliceWindowPrepareBatch(PrepareBatch):
         step_prompts = {s: [d.get(o) for o in range(len(init))] for s, d in steps.items()}
         frames = images[:, 0].reshape(n_vol * t, 1, *images.shape[-2:]).to(device=device, non_blocking=non_blocking)
         targets = torch.stack(targets).to(device=device, non_blocking=non_blocking)
-        return frames, targets, (), {"frame_table": torch.stack(table), "init_prompts": init, "step_prompts": step_prompts}
+        kwargs = {"frame_table": torch.stack(table), "init_prompts": init, "step_prompts": step_prompts}
+        if self.pass_label:
+            kwargs["label"] = targets
+        return frames, targets, (), kwargs
+
+
+def _with_click(prompt: ObjectPrompt | None, k: int, xy: np.ndarray, label: float) -> ObjectPrompt:
+    """A slice's prompt (or None) + one click -> the prompt with the click added to its earlier ones."""
+    points = [list(map(float, p)) for p in (prompt.points or [])] if prompt is not None else []
+    labels = [int(v) for v in (prompt.point_labels or [])] if prompt is not None else []
+    return ObjectPrompt(k, box=None if prompt is None else prompt.box, points=points + [[float(xy[0]), float(xy[1])]],
+                        point_labels=labels + [int(label)], mask=None if prompt is None else prompt.mask)
 
 
 class SliceWindowInferer(Inferer):
-    """Training inferer: encode the window frames, track the objects with SAM2 memory -> {"logits", "object_scores"}."""
+    """Training inferer: encode the window frames, track the objects with SAM2 memory -> {"logits", "object_scores"}.
 
-    def __call__(self, inputs: torch.Tensor, network: nn.Module, frame_table, init_prompts, step_prompts=None) -> dict:
+    Args:
+        correction_rounds: corrective clicks per object after the first tracking pass (needs ``label=``, from
+            ``SliceWindowPrepareBatch(pass_label=True)``). Each round clicks the window slice where the object's
+            error is largest (``sam2tune.prompts.error_slice`` / ``error_click``), adds the click to that slice's
+            prompts and tracks the window again through SAM2's memory; the encoder runs once. The output then also
+            holds every round under "rounds" (the last round at the top level) and PropagationLoss averages them.
+    """
+
+    def __init__(self, correction_rounds: int = 0) -> None:
+        from sam2tune.engines.interactive import _count
+
+        self.correction_rounds = _count(correction_rounds, "correction_rounds")
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, frame_table, init_prompts, step_prompts=None,
+                 label: torch.Tensor | None = None) -> dict:
         """(N, 1, H, W) frames -> {"logits": (O, T, H, W), "object_scores": (O, T), "candidates": (O, T, 3, H, W),
         "ious": (O, T, 3)}: the chosen masks, object scores, SAM2's candidate masks and their predicted IoUs."""
         net = unwrap(network)
         features = encode_frames(net, inputs)
         h, w = inputs.shape[-2:]
-        masks, scores, cands, ious = track_objects(net, features, frame_table, init_prompts, step_prompts, (h, w), high_res=True, candidates=True)
+        if self.correction_rounds and label is None:
+            raise ValueError("correction_rounds > 0 needs the targets: SliceWindowPrepareBatch(pass_label=True).")
+        init, steps = list(init_prompts), {s: list(v) for s, v in (step_prompts or {}).items()}
+        rounds = []
+        for r in range(self.correction_rounds + 1):
+            out = self._track(net, features, frame_table, init, steps, (h, w))
+            rounds.append(out)
+            if r == self.correction_rounds:
+                break
+            with torch.no_grad():
+                pred = (out["logits"] > 0).cpu().numpy()
+                truth = (label > 0.5).cpu().numpy()
+            for o in range(len(init)):
+                k = error_slice(pred[o], truth[o])
+                if k is None:
+                    continue
+                xy, lab = error_click(pred[o, k], truth[o, k])
+                if k == 0:
+                    init[o] = _with_click(init[o], 0, xy, lab)
+                else:
+                    row = steps.setdefault(k, [None] * len(init))
+                    row[o] = _with_click(row[o], k, xy, lab)
+        return {**rounds[-1], "rounds": rounds} if self.correction_rounds else rounds[0]
+
+    @staticmethod
+    def _track(net, features, frame_table, init, steps, hw) -> dict:
+        h, w = hw
+        masks, scores, cands, ious = track_objects(net, features, frame_table, init, steps, (h, w), high_res=True, candidates=True)
         if masks.shape[-2:] != (h, w):
             masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
             cands = F.interpolate(cands.flatten(1, 2), size=(h, w), mode="bilinear", align_corners=False).unflatten(1, cands.shape[1:3])
@@ -133,7 +188,9 @@ class PropagationLoss(nn.Module):
 
     def forward(self, pred: dict, target: torch.Tensor) -> torch.Tensor:
         """pred {"logits": (O, T, H, W), "object_scores": (O, T)[, "candidates": (O, T, K, H, W), "ious": (O, T, K)]},
-        target (O, T, H, W) binary -> scalar loss."""
+        target (O, T, H, W) binary -> scalar loss. With corrective clicks ("rounds" in pred): the mean over rounds."""
+        if "rounds" in pred:
+            return torch.stack([self.forward(r, target) for r in pred["rounds"]]).mean()
         scores = pred["object_scores"].float()
         present = target.flatten(2).amax(-1) > 0  # (O, T)
         loss = self.object_weight * self._object_loss(scores, present)

@@ -49,8 +49,10 @@ def phantoms(tmp_path_factory):
 # would halve the mean lr); 3 volumes x 20 windows of 4 slices, batch 4 -> 15 optimizer steps. (8-slice windows,
 # which run past organ ends and so also teach SAM2's object-score head "gone", tipped that head to "gone" on every
 # tracked slice after 15 steps: mean Dice 0.109, nothing above or below the prompt. 4-slice windows propagate.)
+# correction_rounds 0: each 3D round re-tracks the window, and the measured bounds below were set without rounds; the
+# 3D rounds themselves are tested in tests/engines/test_volume_clicks.py.
 TRAIN = {"max_epochs": 1, "window": 4, "windows_per_volume": 20, "learning_rate": 1e-3, "warmup_epochs": 0,
-         "finetune": "decoder_only", "train#lr_scheduler#t_total": 10000}
+         "finetune": "decoder_only", "train#lr_scheduler#t_total": 10000, "correction_rounds": 0}
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +245,15 @@ def test_torchrun_two_processes_gloo(tmp_path, bundle_tools):
     assert len(history) == 1 and np.isfinite(history[0]["train_loss"])  # written once, by rank 0
     state = torch.load(tmp_path / "m" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in state), "model.pt must be the unwrapped network"
+
+
+def test_click_protocol_corrects_the_worst_slice_and_repropagates(trained, phantoms, bundle_tools):
+    """evaluate_interactive on whole volumes: one curve per organ-volume; the files of the click protocol."""
+    bundle_tools.run_workflow(BUNDLE, ["train", "evaluate", "evaluate_interactive"], dataset_dir=str(phantoms),
+                              output_dir=str(trained), ckpt_dir=str(trained / "models"), max_clicks=2, **bundle_tools.TINY)
+    out = trained / "eval_interactive"
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["dice_at_clicks"]) == 3 and summary["objects"] >= 3
+    rows = (out / "per_object_clicks.csv").read_text().splitlines()
+    assert len(rows) == summary["objects"] + 1 and all("/" in r.split(",")[0] for r in rows[1:])
+    assert (out / "clicks_curve.png").is_file()

@@ -34,3 +34,26 @@ def test_protocol_records_one_curve_per_organ():
     assert np.isfinite(inferer.last["dice"]).all() and (inferer.last["dice"] <= 1).all()
     with pytest.raises(ValueError, match="label"):
         inferer(image, net, kwargs["prompts"], kwargs["object_ids"])
+
+
+def test_window_training_rounds_add_clicks_on_the_worst_slice_and_share_one_encoding():
+    from sam2tune.engines.volume import PropagationLoss, SliceWindowInferer, SliceWindowPrepareBatch
+
+    torch.manual_seed(0)
+    net = SAM2Segmenter("tiny", 64, in_channels=1)
+    label = torch.zeros(1, 1, 4, 32, 32)
+    label[0, 0, :, 4:14, 4:16] = 1
+    frames, targets, _, kwargs = SliceWindowPrepareBatch(box_jitter=0.0, pass_label=True)({"image": torch.rand(1, 1, 4, 32, 32), "label": label})
+    calls = []
+    handle = net.sam.image_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        out = SliceWindowInferer(correction_rounds=2)(frames, net, **kwargs)
+    finally:
+        handle.remove()
+    assert len(calls) == 1 and len(out["rounds"]) == 3
+    assert out["logits"].shape == (1, 4, 32, 32)
+    loss = PropagationLoss()(out, targets)
+    assert torch.isclose(loss, torch.stack([PropagationLoss()(r, targets) for r in out["rounds"]]).mean())
+    loss.backward()
+    with pytest.raises(ValueError, match="pass_label"):
+        SliceWindowInferer(correction_rounds=1)(frames, net, kwargs["frame_table"], kwargs["init_prompts"], kwargs["step_prompts"])
