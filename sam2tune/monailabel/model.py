@@ -36,7 +36,9 @@ class BundleModel:
         self.parser = ConfigParser()
         self.parser.read_config(self.config_file)
         self.parser.update({"ckpt_dir": self.ckpt_dir, **settings.network_overrides()})
-        net_cfg = self.parser.get("network_def", {})
+        # A wrapped network_def (abdomen: BoxPromptedSegmenter for the zoo's checks) is served as the SAM2Segmenter inside.
+        self.net_id = "network_def#segmenter" if "segmenter" in self.parser.get("network_def", {}) else "network_def"
+        net_cfg = self.parser.get(self.net_id, {})
         self.in_channels = int(net_cfg.get("in_channels", 3))
         self.num_prompt_tokens = int(net_cfg.get("num_prompt_tokens", 0) or 0)
         self.hu_window = self.parser.get("hu_window")
@@ -67,9 +69,10 @@ class BundleModel:
     def _build(self) -> torch.nn.Module:
         version = self.weights_version()
         ckpt = self.model_path if version is not None else (self.settings.pretrained_checkpoint or None)
-        self.parser["network_def#pretrained_checkpoint"] = ckpt
-        self.parser["network_def#dropout"] = self.dropout
-        net = self.parser.get_parsed_content("network_def", instantiate=True, lazy=False)
+        self.parser[f"{self.net_id}#pretrained_checkpoint"] = ckpt
+        self.parser[f"{self.net_id}#dropout"] = self.dropout
+        self.parser[f"{self.net_id}#warn_random_init"] = True  # inference.json turns it off: it loads model.pt later
+        net = self.parser.get_parsed_content(self.net_id, instantiate=True, lazy=False)
         self._loaded_mtime = version
         logger.info("Built %s network (weights: %s)", self.name, ckpt or "random init")
         return net.to(self.device).eval()

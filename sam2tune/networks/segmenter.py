@@ -38,6 +38,8 @@ class SAM2Segmenter(nn.Module):
         num_prompt_tokens: learned prompt tokens appended to the sparse prompt embeddings (prompt-free mode).
         adapter_dim: bottleneck width of adapters after each Hiera block (0 = none).
         multimask_output: return SAM's 3 candidate masks instead of one.
+        warn_random_init: log the loud random-init warning when no checkpoint is given; False where the weights are
+            loaded right after building (a bundle's inference.json loads model.pt with a checkpoint-loader handler).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class SAM2Segmenter(nn.Module):
         adapter_dim: int = 0,
         multimask_output: bool = False,
         proj_dropout: float = 0.0,
+        warn_random_init: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
@@ -63,7 +66,8 @@ class SAM2Segmenter(nn.Module):
         if own_state is not None and not is_sam2tune_state_dict(own_state):
             own_state = None
         sam_ckpt = None if own_state is not None else pretrained_checkpoint
-        self.sam = build_sam2_model(variant, image_size, sam_ckpt, version, warn_random_init=own_state is None)
+        warn = own_state is None and warn_random_init
+        self.sam = build_sam2_model(variant, image_size, sam_ckpt, version, warn_random_init=warn)
         self.channel_adapter = ChannelAdapter(in_channels)
         self.register_buffer("pixel_mean", torch.tensor(_PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(_PIXEL_STD).view(1, 3, 1, 1), persistent=False)

@@ -23,10 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = "optic_cup_fundus_sam2"
 SOURCE = REPO / "bundles" / BUNDLE
 SOURCE_VERSION = json.loads((SOURCE / "configs" / "metadata.json").read_text())["version"]
-# inference.json's bundle_root resolves through the checkout today; the other bundle_root work (issue 16 part 1)
-# makes a downloaded bundle find itself. Until then the round trip passes --bundle_root explicitly; set this to
-# False once bundle_root defaults to the bundle's own folder, and the test runs inference with no override.
-NEEDS_BUNDLE_ROOT_OVERRIDE = True
 TINY = ["--sam2_variant", "tiny", "--image_size", "64", "--amp", "false"]
 
 
@@ -156,6 +152,10 @@ def _python(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    return (path.stat().st_mtime_ns, path.stat().st_size) if path.exists() else None
+
+
 @pytest.mark.slow
 def test_download_round_trip_then_inference_matches_the_source_bundle(
     exported, run_dir, http_server, tmp_path, bundle_tools
@@ -172,15 +172,78 @@ def test_download_round_trip_then_inference_matches_the_source_bundle(
     assert (got / "models" / "model.pt").read_bytes() == (run_dir / "ckpt" / "model.pt").read_bytes()
     assert json.loads((got / "configs" / "metadata.json").read_text())["version"] == _expected_version()
 
-    # The source bundle (checkout, the run's ckpt_dir; in-process) and the downloaded copy (its own models/, run by
-    # the CLI from a folder outside the checkout) give the same mask for the bundle's sample image.
+    # The source bundle (checkout, the run's ckpt_dir; in-process) and the downloaded copy (run by the CLI from a
+    # folder outside the checkout, no --bundle_root, no paths: its bundle_root is the folder it was downloaded to, so
+    # it reads its own docs/sample.jpg and models/model.pt and writes to its own outputs/) give the same mask.
     sample = str(SOURCE / "docs" / "sample.jpg")
+    assert (got / "docs" / "sample.jpg").read_bytes() == (SOURCE / "docs" / "sample.jpg").read_bytes()
     tiny = {"sam2_variant": "tiny", "image_size": 64, "amp": False}
+    checkout_mask = _stamp(SOURCE / "outputs" / "inference" / "sample_mask.png")
     bundle_tools.run_workflow(BUNDLE, ["inference"], ckpt_dir=str(run_dir / "ckpt"), input_path=sample,
                               output_dir=str(tmp_path / "src"), **tiny)
-    override = ["--bundle_root", str(got)] if NEEDS_BUNDLE_ROOT_OVERRIDE else []
-    _python(["-m", "monai.bundle", "run", "inferring", "--config_file", str(got / "configs" / "inference.json"),
-             "--input_path", sample, "--output_dir", str(tmp_path / "dst"), *override, *TINY], cwd=elsewhere)
-    src, dst = tmp_path / "src" / "sample_mask.png", tmp_path / "dst" / "sample_mask.png"
+    _python(["-m", "monai.bundle", "run", "inferring", "--config_file", str(got / "configs" / "inference.json"), *TINY],
+            cwd=elsewhere)
+    src, dst = tmp_path / "src" / "sample_mask.png", got / "outputs" / "inference" / "sample_mask.png"
     assert src.is_file() and dst.is_file()
     assert src.read_bytes() == dst.read_bytes()
+    assert _stamp(SOURCE / "outputs" / "inference" / "sample_mask.png") == checkout_mask  # the checkout is untouched
+
+
+# ---- bundle_root: the folder a bundle lives in, never a checkout's copy by accident ----------------------------------
+def test_bundle_root_of_a_copied_bundle_is_the_copy(tmp_path, monkeypatch):
+    """A workflow over a copy (anywhere, no --bundle_root) resolves bundle_root to that copy, from any directory."""
+    import shutil
+
+    from monai.bundle import ConfigWorkflow
+
+    copy = tmp_path / "shared" / "my_cup_bundle"
+    shutil.copytree(SOURCE / "configs", copy / "configs")
+    monkeypatch.chdir(REPO)  # even from inside a checkout that holds a bundle of the same name
+    monkeypatch.delenv("SAM2TUNE_BUNDLES", raising=False)
+    wf = ConfigWorkflow(config_file=str(copy / "configs" / "inference.json"), logging_file=False,
+                        workflow_type="inference")
+    wf.initialize()
+    assert wf.bundle_root == str(copy.resolve())
+    assert wf.parser.get_parsed_content("input_path") == f"{copy.resolve()}/docs/sample.jpg"
+    wf = ConfigWorkflow(config_file=str(copy / "configs" / "inference.json"), logging_file=False,
+                        workflow_type="inference", bundle_root=str(tmp_path))
+    wf.initialize()
+    assert wf.bundle_root == str(tmp_path)  # --bundle_root wins
+
+
+def test_bundle_root_outside_a_workflow_follows_the_documented_order(tmp_path, monkeypatch):
+    """$SAM2TUNE_BUNDLES/<name>, else ./bundles/<name>, else the cwd when it is the bundle; else a clear error."""
+    import shutil
+
+    from sam2tune.bundles import BundleRootError, bundle_root
+
+    monkeypatch.delenv("SAM2TUNE_BUNDLES", raising=False)
+    monkeypatch.chdir(tmp_path)  # outside any checkout: no silent fallback to the one sam2tune is installed from
+    with pytest.raises(BundleRootError, match="--bundle_root"):
+        bundle_root(BUNDLE)
+    shutil.copytree(SOURCE / "configs", tmp_path / "bundles" / BUNDLE / "configs")
+    assert bundle_root(BUNDLE) == str((tmp_path / "bundles" / BUNDLE).resolve())
+    monkeypatch.chdir(tmp_path / "bundles" / BUNDLE)
+    assert bundle_root(BUNDLE) == str((tmp_path / "bundles" / BUNDLE).resolve())
+    other = tmp_path / "site"
+    shutil.copytree(SOURCE / "configs", other / BUNDLE / "configs")
+    monkeypatch.setenv("SAM2TUNE_BUNDLES", str(other))
+    assert bundle_root(BUNDLE) == str((other / BUNDLE).resolve())
+    monkeypatch.setenv("SAM2TUNE_BUNDLES", str(tmp_path / "nowhere"))
+    with pytest.raises(BundleRootError, match="SAM2TUNE_BUNDLES"):
+        bundle_root(BUNDLE)
+
+
+def test_workflow_whose_first_config_is_not_in_a_bundle_is_refused(tmp_path, monkeypatch, bundle_tools):
+    """A first --config_file outside any bundle's configs/ cannot name the bundle: an error says what to do."""
+    from monai.bundle import ConfigWorkflow
+
+    monkeypatch.delenv("SAM2TUNE_BUNDLES", raising=False)
+    (tmp_path / "settings.json").write_text(json.dumps({"image_size": 64}))
+    wf = ConfigWorkflow(config_file=[str(tmp_path / "settings.json"), str(SOURCE / "configs" / "inference.json")],
+                        logging_file=False, workflow_type="inference")
+    wf.initialize()
+    with pytest.raises(Exception) as err:
+        wf.bundle_root  # noqa: B018 - the property resolves bundle_root inside the workflow
+    assert "list the bundle's own config first" in bundle_tools.error_chain(err.value)
+
