@@ -17,12 +17,13 @@ import logging
 import math
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from sam2tune.utils.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -277,25 +278,17 @@ def _skip(path: Path) -> bool:
 
 
 def _write_zip(zip_path: Path, name: str, members: dict[str, Path | bytes]) -> None:
-    """Write the zip (every member under `name/`) through a temporary file in the same folder, then move it in."""
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".zip", dir=zip_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for arcname, src in sorted(members.items()):
-                    target = f"{name}/{arcname}"
-                    if isinstance(src, bytes):
-                        zf.writestr(target, src)
-                    else:
-                        # Weights are incompressible: store them, deflate the text.
-                        kind = zipfile.ZIP_STORED if src.suffix in (".pt", ".safetensors") else zipfile.ZIP_DEFLATED
-                        zf.write(src, target, compress_type=kind)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, zip_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write the zip (every member under `name/`) atomically (sam2tune.utils.atomic.atomic_write)."""
+
+    def write(f) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for arcname, src in sorted(members.items()):
+                target = f"{name}/{arcname}"
+                if isinstance(src, bytes):
+                    zf.writestr(target, src)
+                else:
+                    # Weights are incompressible: store them, deflate the text.
+                    kind = zipfile.ZIP_STORED if src.suffix in (".pt", ".safetensors") else zipfile.ZIP_DEFLATED
+                    zf.write(src, target, compress_type=kind)
+
+    atomic_write(str(zip_path), write)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from typing import Any
 
 import torch
@@ -25,7 +24,7 @@ from sam2tune.finetune.lora import (
 )
 from sam2tune.finetune.strategies import apply_finetune
 from sam2tune.networks.segmenter import SAM2Segmenter
-from sam2tune.utils.atomic import atomic_torch_save, atomic_write_json
+from sam2tune.utils.atomic import atomic_torch_save, atomic_write, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +83,8 @@ def save_adapter(network: SAM2Segmenter, directory: str) -> str:
     }
     os.makedirs(directory, exist_ok=True)
     # Weights first, config last: a directory with a config always has the weights that config describes.
-    _atomic_write_bytes(os.path.join(directory, WEIGHTS_NAME), save_safetensors(tensors, metadata={"format": "pt"}))
+    data = save_safetensors(tensors, metadata={"format": "pt"})
+    atomic_write(os.path.join(directory, WEIGHTS_NAME), lambda f: f.write(data))
     atomic_write_json(meta, os.path.join(directory, CONFIG_NAME))
     logger.info(
         "Saved %s adapter (%d tensors, %d parameters) to %s",
@@ -182,18 +182,3 @@ def _config_of(network: nn.Module) -> FinetuneConfig:
 
 def _device_of(network: nn.Module) -> torch.device:
     return next(network.parameters()).device
-
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

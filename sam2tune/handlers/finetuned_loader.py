@@ -16,8 +16,8 @@ import os
 from ignite.engine import Engine, Events
 from torch import nn
 
+from sam2tune.networks import SAM2Segmenter, load_finetuned_state_dict
 from sam2tune.networks.build import read_state_dict
-from sam2tune.networks.segmenter import SAM2Segmenter, load_finetuned_state_dict
 
 logger = logging.getLogger(__name__)
 

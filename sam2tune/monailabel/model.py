@@ -12,8 +12,7 @@ from monai.bundle import ConfigParser
 
 from sam2tune.bundles import bundle_root
 from sam2tune.monailabel.settings import AppSettings
-from sam2tune.networks import load_finetuned_state_dict, read_state_dict
-from sam2tune.networks.segmenter import CheckpointMismatchError
+from sam2tune.networks import CheckpointMismatchError, load_finetuned_state_dict, read_state_dict
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from sam2tune.networks.build import (
 )
 from sam2tune.networks.channel_adapter import ChannelAdapter
 from sam2tune.networks.mc_dropout import mc_dropout, mc_dropout_predict
-from sam2tune.networks.segmenter import (
+from sam2tune.networks.segmenter import SAM2Segmenter
+from sam2tune.networks.state_fit import (
     CheckpointMismatchError,
-    SAM2Segmenter,
     check_state_dict_fits,
     is_sam2tune_state_dict,
     load_finetuned_state_dict,
@@ -40,13 +40,8 @@ __all__ = [
     "sam2_config_name",
 ]
 
-# Exports (TorchScript through ckpt_export, ONNX): sam2tune/networks/export.py.
-from sam2tune.networks.export import (  # noqa: E402
-    BoxPromptedSegmenter,
-    ImageEncoder,
-    export_encoder_onnx,
-    export_onnx,
-    export_torchscript,
-)
+# Exports: TorchScript through ckpt_export (networks/export.py), ONNX (networks/onnx_export.py).
+from sam2tune.networks.export import BoxPromptedSegmenter, ImageEncoder, export_torchscript  # noqa: E402
+from sam2tune.networks.onnx_export import export_encoder_onnx, export_onnx  # noqa: E402
 
 __all__ += ["BoxPromptedSegmenter", "ImageEncoder", "export_encoder_onnx", "export_onnx", "export_torchscript"]

@@ -28,6 +28,29 @@ def _atomic(path: str, write) -> str:
     return path
 
 
+def atomic_write(path: str, write) -> str:
+    """Write `path` atomically: `write(f)` fills a binary file in the same folder, then it replaces `path`."""
+    return _atomic(path, write)
+
+
+def atomic_write_path(path: str, write) -> str:
+    """Write `path` atomically with a writer that wants a file name (torch.jit.save, onnx export): `write(tmp_path)`."""
+    path = str(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=os.path.splitext(path)[1], dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
 def atomic_torch_save(obj: Any, path: str) -> str:
     """torch.save `obj` to `path` through a temporary file in the same folder; returns `path`."""
     return _atomic(path, lambda f: torch.save(obj, f))

@@ -47,7 +47,7 @@ def _save(state: dict, tmp_path, name: str = "model.pt") -> str:
 
 def test_matching_model_pt_loads_exactly(trained, model_pt, caplog):
     torch.manual_seed(5)
-    with caplog.at_level(logging.INFO, logger="sam2tune.networks.segmenter"):
+    with caplog.at_level(logging.INFO, logger="sam2tune.networks.state_fit"):
         net = SAM2Segmenter("tiny", 64, num_prompt_tokens=1, pretrained_checkpoint=model_pt).eval()
     assert "all keys matched" in caplog.text
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in trained.state_dict().items())

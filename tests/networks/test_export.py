@@ -9,14 +9,8 @@ import pytest
 import torch
 
 from sam2tune.networks import SAM2Segmenter
-from sam2tune.networks.export import (
-    BoxPromptedSegmenter,
-    ImageEncoder,
-    example_inputs,
-    export_encoder_onnx,
-    export_onnx,
-    onnx_max_abs_diff,
-)
+from sam2tune.networks.export import BoxPromptedSegmenter, ImageEncoder, example_inputs
+from sam2tune.networks.onnx_export import export_encoder_onnx, export_onnx, onnx_max_abs_diff
 
 logger = logging.getLogger(__name__)
 pytestmark = [pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"), pytest.mark.filterwarnings("ignore")]
