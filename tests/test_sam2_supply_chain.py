@@ -109,7 +109,11 @@ def test_write_manifest_refuses_files_that_are_not_upstreams(tmp_path):
     assert set(manifest["files"]) == {"sam2/a.py", "sam2/link.py"}
     assert verify_sam2(out, package_dir=str(installed)).changed == []
     with open(out) as f:
-        assert json.load(f)["sdist"] == {"filename": "sam2.tar.gz", "sha256": hashlib.sha256(b"sdist").hexdigest(), "size": 5}
+        assert json.load(f)["sdist"] == {
+            "filename": "sam2.tar.gz",
+            "sha256": hashlib.sha256(b"sdist").hexdigest(),
+            "size": 5,
+        }
     (installed / "a.py").write_text("x = 2\n")
     with pytest.raises(ValueError, match=r"differ from .* sam2/a\.py.*Not writing"):
         write_manifest(str(upstream), str(sdist), out, package_dir=str(installed), commit=commit)

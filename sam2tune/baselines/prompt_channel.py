@@ -24,8 +24,11 @@ def boxes_to_channel(boxes: torch.Tensor | None, batch: int, height: int, width:
     return out
 
 
-def network_input(image: torch.Tensor, boxes: torch.Tensor | None, prompt_channel: bool, image_size: int, name: str) -> torch.Tensor:
-    """(B, C, H, W) image [+ (B, 4) boxes as an extra channel] resized to (image_size, image_size) -> (B, C[+1], S, S)."""
+def network_input(
+    image: torch.Tensor, boxes: torch.Tensor | None, prompt_channel: bool, image_size: int, name: str
+) -> torch.Tensor:
+    """(B, C, H, W) image [+ (B, 4) boxes as an extra channel] resized to (image_size, image_size)
+    -> (B, C[+1], S, S)."""
     if image.ndim != 4:
         raise ValueError(f"{name} expects (B, C, H, W) images, got shape {tuple(image.shape)}.")
     b, _, h, w = image.shape

@@ -63,7 +63,9 @@ class ResNetUNet(nn.Module):
         if pretrained_checkpoint:
             load_baseline_checkpoint(self, pretrained_checkpoint)
 
-    def forward(self, image: torch.Tensor, boxes: torch.Tensor | None = None, **prompts: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, boxes: torch.Tensor | None = None, **prompts: torch.Tensor | None
+    ) -> torch.Tensor:
         """(B, C, H, W) image in [0, 1] [+ (B, 4) xyxy boxes in its pixels] -> logits (B, K, H, W)."""
         h, w = image.shape[-2:]
         logits = self.unet(network_input(image, boxes, self.prompt_channel, self.image_size, "ResNetUNet"))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import ignite.distributed as idist
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 
-from sam2tune.bundles import bundle_root
+from sam2tune.bundles import bundle_config_files, open_workflow, run_workflow
 from sam2tune.utils.atomic import atomic_write_json
 from sam2tune.utils.dist import unwrap
 
@@ -28,20 +28,10 @@ PROMPTS = ("box", "none")
 DEFAULT_LR = {"resnet": 1e-3, "yolo": 1e-3}
 
 
-def config_files(bundle: str, names: list[str]) -> list[str]:
-    """bundle name + config names (e.g. ["train", "evaluate"]) -> existing config paths; clear error otherwise."""
-    root = Path(bundle_root(bundle))
-    paths = [root / "configs" / f"{n}.json" for n in names]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"Bundle {bundle!r} lacks {missing}: is the bundle name right (see bundles/)?")
-    return [str(p) for p in paths]
-
-
 def bundle_value(bundle: str, key: str, default=None):
     """Raw (unresolved) value of `key` in the bundle's train.json ('@x' references stay references)."""
     parser = ConfigParser()
-    parser.read_config(config_files(bundle, ["train"])[0])
+    parser.read_config(bundle_config_files(bundle, ["train"])[0])
     return parser.get(key, default)
 
 
@@ -72,18 +62,12 @@ def model_overrides(model: str, bundle: str, prompt: str = "box", backbone: str 
     over = {"network_def": network_def, "prepare_batch#prompts": ["boxes"] if prompt == "box" else []}
     if distributed:
         over["network#module"] = "$@network_def.to(@device)"
-        over["optimizer#params"] = "$sam2tune.finetune.param_groups(@network.module, @learning_rate, 1.0, @weight_decay)"
+        over["optimizer#params"] = ("$sam2tune.finetune.param_groups(@network.module, @learning_rate, 1.0, "
+                                    "@weight_decay)")
     else:
         over["network"] = "$@network_def.to(@device)"
         over["optimizer#params"] = "$sam2tune.finetune.param_groups(@network, @learning_rate, 1.0, @weight_decay)"
     return over
-
-
-def _workflow(bundle: str, names: list[str], override: dict) -> ConfigWorkflow:
-    wf = ConfigWorkflow(config_file=config_files(bundle, names), meta_file=config_files(bundle, ["metadata"])[0],
-                        logging_file=False, run_id="run", workflow_type=None, **override)
-    wf.initialize()
-    return wf
 
 
 def weights_init(model: str, bundle: str, settings: dict) -> str:
@@ -104,7 +88,7 @@ def count_trainable(network: torch.nn.Module) -> tuple[int, int]:
 def train_and_evaluate(model: str, bundle: str, output_dir: str, settings: dict | None = None, prompt: str = "box",
                        backbone: str = "resnet18", evaluate: bool = True, name: str | None = None,
                        distributed: bool = False) -> dict:
-    """Train `model` with the bundle's train.json, evaluate with its evaluate.json -> run_stats (also in run_stats.json).
+    """Train `model` with the bundle's train.json, evaluate with its evaluate.json -> run_stats (in run_stats.json).
 
     `settings`: bundle keys to override (dataset_dir, max_epochs, image_size, ...); output_dir/ckpt_dir are set
     to `output_dir` and `output_dir/models`, resume off (every run starts from scratch). Files: the bundle's
@@ -124,17 +108,18 @@ def train_and_evaluate(model: str, bundle: str, output_dir: str, settings: dict 
 
     logger.info("=== %s on %s: training", label, bundle)
     train_files = ["train", "multi_gpu_train"] if distributed else ["train"]
-    wf = _workflow(bundle, train_files, {**base, **model_overrides(model, bundle, prompt, backbone, distributed=distributed)})
-    world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    trainer = wf.parser.get_parsed_content("train#trainer")
-    meter = TrainThroughput(wf.parser.get_parsed_content("device"))
-    meter.attach(trainer)
-    trainable, total = count_trainable(wf.parser.get_parsed_content("network"))
-    t0 = time.perf_counter()
-    wf.run()
-    wf.finalize()
+    overrides = {**base, **model_overrides(model, bundle, prompt, backbone, distributed=distributed)}
+    with open_workflow(bundle, train_files, **overrides) as wf:
+        world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        trainer = wf.parser.get_parsed_content("train#trainer")
+        meter = TrainThroughput(wf.parser.get_parsed_content("device"))
+        meter.attach(trainer)
+        trainable, total = count_trainable(wf.parser.get_parsed_content("network"))
+        t0 = time.perf_counter()
+        wf.run()
     stats = {"name": label, "model": model, "bundle": bundle, "prompt": prompt if model != "sam2" else "bundle",
-             "init": weights_init(model, bundle, settings), "learning_rate": wf.parser.get_parsed_content("learning_rate"),
+             "init": weights_init(model, bundle, settings),
+             "learning_rate": wf.parser.get_parsed_content("learning_rate"),
              "epochs_trained": trainer.state.epoch, "max_epochs": trainer.state.max_epochs,
              "trainable_params": trainable, "total_params": total, "train_seconds": round(time.perf_counter() - t0, 2),
              "device": str(wf.parser.get_parsed_content("device")), "world_size": world_size, **meter.summary(),
@@ -149,9 +134,8 @@ def train_and_evaluate(model: str, bundle: str, output_dir: str, settings: dict 
     idist.sync()
     if evaluate:
         logger.info("=== %s on %s: evaluating", label, bundle)
-        ev = _workflow(bundle, ["train", "evaluate"], {**base, **model_overrides(model, bundle, prompt, backbone, evaluate=True)})
-        ev.run()
-        ev.finalize()
+        overrides = {**base, **model_overrides(model, bundle, prompt, backbone, evaluate=True)}
+        ev = run_workflow(bundle, ["train", "evaluate"], **overrides)
         summary_path = Path(ev.parser.get_parsed_content("eval_dir")) / "summary.json"
         summary = json.loads(summary_path.read_text())
         stats.update({"summary": str(summary_path), "mean_dice": summary.get("mean_dice"),

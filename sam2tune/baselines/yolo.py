@@ -39,7 +39,8 @@ def _ultralytics():
     os.environ.setdefault("YOLO_VERBOSE", "False")
     if not os.environ.get("YOLO_CONFIG_DIR"):  # its settings.json would otherwise go to ~/.config (maybe read-only)
         # one folder per user, reused by every process (a fresh mkdtemp per process would pile up in the temp dir)
-        config_dir = os.path.join(tempfile.gettempdir(), f"sam2tune_yolo_cfg_{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+        config_dir = os.path.join(tempfile.gettempdir(),
+                                  f"sam2tune_yolo_cfg_{os.getuid() if hasattr(os, 'getuid') else 'user'}")
         os.makedirs(config_dir, exist_ok=True)
         os.environ["YOLO_CONFIG_DIR"] = config_dir
     try:
@@ -47,8 +48,8 @@ def _ultralytics():
         import ultralytics.utils.loss  # noqa: F401  (loaded here so callers get one import error, not two)
         import ultralytics.utils.nms  # noqa: F401
     except ImportError as e:
-        raise ImportError(f"--model yolo needs ultralytics: pip install {ULTRALYTICS_PIN} (listed in requirements.txt); "
-                          f"import failed with: {e}") from e
+        raise ImportError(f"--model yolo needs ultralytics: pip install {ULTRALYTICS_PIN} "
+                          f"(listed in requirements.txt); import failed with: {e}") from e
     return ultralytics
 
 
@@ -100,13 +101,17 @@ class YOLOSegBaseline(nn.Module):
 
     def __init__(self, image_size: int = 1024, in_channels: int = 3, out_channels: int = 1,
                  model_yaml: str = "yolov8n-seg.yaml", prompt_channel: bool = True, conf_threshold: float = 0.25,
-                 iou_threshold: float = 0.7, max_det: int = 100, bn_momentum: float | None = 0.1, pretrained_checkpoint: str | None = None,
-                 **unused: object) -> None:
+                 iou_threshold: float = 0.7, max_det: int = 100, bn_momentum: float | None = 0.1,
+                 pretrained_checkpoint: str | None = None, **unused: object) -> None:
         super().__init__()
         if image_size % 32:
-            raise ValueError(f"image_size must be a multiple of 32 for YOLO-seg (its largest stride), got {image_size}.")
+            raise ValueError(
+                f"image_size must be a multiple of 32 for YOLO-seg (its largest stride), got {image_size}."
+            )
         if out_channels != 1:
-            raise ValueError(f"YOLOSegBaseline predicts one foreground class; out_channels must be 1, got {out_channels}.")
+            raise ValueError(
+                f"YOLOSegBaseline predicts one foreground class; out_channels must be 1, got {out_channels}."
+            )
         if unused:  # SAM2-only settings (variant, dropout, ...) may arrive from a bundle's network_def
             logger.debug("YOLOSegBaseline ignores settings %s", sorted(unused))
         _ultralytics()
@@ -115,7 +120,8 @@ class YOLOSegBaseline(nn.Module):
         from ultralytics.utils import DEFAULT_CFG
 
         self.image_size, self.prompt_channel = int(image_size), bool(prompt_channel)
-        self.conf_threshold, self.iou_threshold, self.max_det = float(conf_threshold), float(iou_threshold), int(max_det)
+        self.conf_threshold, self.iou_threshold, self.max_det = (float(conf_threshold), float(iou_threshold),
+                                                                 int(max_det))
         try:
             self.model = SegmentationModel(model_yaml, ch=in_channels + int(self.prompt_channel), nc=1, verbose=False)
         except FileNotFoundError as e:
@@ -213,7 +219,7 @@ def yolo_overrides(bundle: str, prompt: str = "box", evaluate: bool = False, dis
 
     _ultralytics()  # fail before any data is loaded if ultralytics is missing
     network_def = {
-        "_target_": "sam2tune.baselines.yolo.YOLOSegBaseline",
+        "_target_": "sam2tune.baselines.YOLOSegBaseline",
         "image_size": "@image_size",
         "in_channels": bundle_value(bundle, "network_def#in_channels", 3),
         "out_channels": 1,
@@ -222,7 +228,7 @@ def yolo_overrides(bundle: str, prompt: str = "box", evaluate: bool = False, dis
         "pretrained_checkpoint": "$@ckpt_dir + '/model.pt'" if evaluate else None,
     }
     over = {"network_def": network_def, "prepare_batch#prompts": ["boxes"] if prompt == "box" else [],
-            "loss": {"_target_": "sam2tune.baselines.yolo.YOLOSegLoss", "network": "@network_def"},
+            "loss": {"_target_": "sam2tune.baselines.YOLOSegLoss", "network": "@network_def"},
             "train#trainer#postprocessing": None, "train#trainer#key_train_metric": None}
     net_key = "network#module" if distributed else "network"
     over[net_key] = "$@network_def.to(@device)"

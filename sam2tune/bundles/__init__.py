@@ -14,6 +14,8 @@ happens to be installed from):
 4. ``./bundles/<name>`` under the current directory (a sam2tune checkout you run from), or the current directory
    itself when it is the bundle ``<name>``.
 5. Otherwise ``FileNotFoundError`` naming these options.
+
+``run_workflow`` / ``open_workflow`` (``sam2tune.bundles.workflow``) run a bundle's ``ConfigWorkflow`` in this process.
 """
 
 from __future__ import annotations
@@ -21,6 +23,23 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+
+from sam2tune.bundles.workflow import available_configs, bundle_config_files, bundle_folder, open_workflow, run_workflow
+
+__all__ = [
+    "ENV_VAR",
+    "BundleRootError",
+    "available_configs",
+    "bundle_config_files",
+    "bundle_folder",
+    "bundle_root",
+    "bundles_dir",
+    "is_bundle",
+    "list_bundles",
+    "open_workflow",
+    "run_workflow",
+    "running_bundle_root",
+]
 
 ENV_VAR = "SAM2TUNE_BUNDLES"
 # Files whose presence under <folder>/configs/ makes <folder> a bundle.
@@ -106,7 +125,8 @@ def bundle_root(name: str) -> str:
         if is_bundle(root):
             return str(root.resolve())
         raise BundleRootError(f"Bundle {name!r} not found at {root} (${ENV_VAR}={env}): no configs/ with "
-                              f"metadata.json, train.json or inference.json there. Fix {ENV_VAR} or pass --bundle_root.")
+                              f"metadata.json, train.json or inference.json there. Fix {ENV_VAR} or pass "
+                              "--bundle_root.")
     cwd = Path.cwd()
     for root in (cwd / "bundles" / name, cwd):
         if (root == cwd and cwd.name != name) or not is_bundle(root):

@@ -85,7 +85,8 @@ def eval_metrics_from_summary(summary_path: str | os.PathLike, declared: dict[st
     """
     path = Path(summary_path)
     if not path.is_file():
-        raise BundleExportError(f"Evaluation summary not found: {path} (written by `run evaluating` to <output_dir>/eval).")
+        raise BundleExportError(f"Evaluation summary not found: {path} "
+                                "(written by `run evaluating` to <output_dir>/eval).")
     try:
         summary = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -183,7 +184,7 @@ def export_bundle(
     return zip_path
 
 
-# ---- helpers -----------------------------------------------------------------------------------------------------------
+# ---- helpers ---------------------------------------------------------------------------------------------------------
 def _refuse_expression(name: str, value: Any) -> None:
     if isinstance(value, str) and value[:1] in ("$", "@", "%"):
         raise BundleExportError(f"--{name} {value!r}: values starting with $, @ or % are refused (no expressions).")
@@ -254,7 +255,8 @@ def _default_changelog(kind: str, base: dict | None, metrics: dict | None) -> st
     what = (
         "fine-tuned weights (models/model.pt)"
         if base is None
-        else f"fine-tuned adapter (models/adapter/) over the official SAM2 {base['variant']} checkpoint ({base['path']})"
+        else f"fine-tuned adapter (models/adapter/) over the official SAM2 {base['variant']} checkpoint "
+        f"({base['path']})"
     )
     scores = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in (metrics or {}).items())
     return f"{what}, exported with sam2tune {sam2tune_version()}" + (f"; evaluation: {scores}" if scores else "")
@@ -262,7 +264,8 @@ def _default_changelog(kind: str, base: dict | None, metrics: dict | None) -> st
 
 def _large_files_yml(base: dict) -> str:
     return (
-        "# The official SAM2 checkpoint the adapter in models/adapter/ was trained on (Meta, Apache-2.0). Fetch it with\n"
+        "# The official SAM2 checkpoint the adapter in models/adapter/ was trained on (Meta, Apache-2.0). "
+        "Fetch it with\n"
         "#   python -m monai.bundle download_large_files --bundle_path <this bundle>\n"
         "# Meta publishes no checksum for it, so hash_val is empty (download_large_files then only warns).\n"
         "large_files:\n"

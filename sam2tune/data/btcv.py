@@ -33,6 +33,8 @@ import re
 import nibabel as nib
 import numpy as np
 
+from sam2tune.io.volumes import case_name
+
 logger = logging.getLogger(__name__)
 
 BTCV_LABELS: dict[int, str] = {
@@ -77,11 +79,6 @@ def organ_id(key: int | str) -> int:
     raise ValueError(f"Unknown organ {key!r}: this bundle knows {known}.")
 
 
-def _case_name(path: str) -> str:
-    name = os.path.basename(path.rstrip("/"))
-    return re.sub(r"\.nii(\.gz)?$", "", name)
-
-
 def _from_dataset_json(dataset_dir: str, split: str) -> list[dict] | None:
     path = os.path.join(dataset_dir, "dataset_0.json")
     if not os.path.isfile(path):
@@ -91,7 +88,8 @@ def _from_dataset_json(dataset_dir: str, split: str) -> list[dict] | None:
             meta = json.load(f)
     except ValueError as err:
         raise ValueError(f"{path} is not valid JSON ({err}). {_HINT}") from err
-    keys = {"train": ["training"], "val": ["validation"], "test": ["test"], "all": ["training", "validation", "test"]}[split]
+    groups = {"train": ["training"], "val": ["validation"], "test": ["test"], "all": ["training", "validation", "test"]}
+    keys = groups[split]
     items = []
     for key in keys:
         for n, entry in enumerate(meta.get(key) or []):
@@ -100,7 +98,7 @@ def _from_dataset_json(dataset_dir: str, split: str) -> list[dict] | None:
             if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
                 raise ValueError(f"{path}: {key} entry {n} must be {{'image': ..., 'label': ...}}, got {entry!r}.")
             item = {k: os.path.normpath(os.path.join(dataset_dir, entry[k])) for k in ("image", "label")}
-            items.append(item | {"case": _case_name(item["image"])})
+            items.append(item | {"case": case_name(item["image"])})
     if not items and split == "test":
         raise FileNotFoundError(f"{path} lists no labelled \"test\" cases. {_NO_TEST}")
     if not items:
@@ -113,21 +111,25 @@ def _from_folders(dataset_dir: str, split: str, val_fraction: float, test_fracti
     items = []
     for img in images:
         label = os.path.join(dataset_dir, "label", os.path.basename(img).replace("img", "label", 1))
-        items.append({"image": img, "label": label, "case": _case_name(img)})
+        items.append({"image": img, "label": label, "case": case_name(img)})
     # Without dataset_0.json: a fixed split of the sorted cases: train, then val_fraction val, then test_fraction test.
     n = len(items)
     n_test = round(n * test_fraction) if test_fraction > 0 else 0
     n_val = max(1, round(n * val_fraction)) if n - n_test > 1 else 0
     if split == "test" and n_test == 0:
-        raise FileNotFoundError(f"No test split in {dataset_dir}: test_fraction is 0 and there is no dataset_0.json. {_NO_TEST}")
+        raise FileNotFoundError(
+            f"No test split in {dataset_dir}: test_fraction is 0 and there is no dataset_0.json. {_NO_TEST}"
+        )
     cut_val, cut_test = n - n_test - n_val, n - n_test
     return {"train": items[:cut_val], "val": items[cut_val:cut_test], "test": items[cut_test:], "all": items}[split]
 
 
 def _from_slices(dataset_dir: str, split: str) -> list[dict]:
     if split == "test":
-        raise FileNotFoundError(f"The slice layout in {dataset_dir} has Training (train) and Test (the validation split, "
-                                f"used for model selection) only: no held-out test split. {_NO_TEST}")
+        raise FileNotFoundError(
+            f"The slice layout in {dataset_dir} has Training (train) and Test (the validation split, "
+            f"used for model selection) only: no held-out test split. {_NO_TEST}"
+        )
     parts = ["Training", "Test"] if split == "all" else [_SLICE_SPLIT[split]]
     items = []
     for part in parts:
@@ -137,7 +139,9 @@ def _from_slices(dataset_dir: str, split: str) -> list[dict]:
     return items
 
 
-def btcv_datalist(dataset_dir: str, split: str = "train", val_fraction: float = 0.2, test_fraction: float = 0.0) -> list[dict]:
+def btcv_datalist(
+    dataset_dir: str, split: str = "train", val_fraction: float = 0.2, test_fraction: float = 0.0
+) -> list[dict]:
     """BTCV folder (either layout) -> cases of one split (see the module docstring for where each split comes from).
 
     Args:
@@ -214,7 +218,9 @@ def read_slice_folder(image_dir: str, mask_dir: str | None = None) -> tuple[np.n
     """Slice layout case -> (image (D, H, W) float in [0, 1], label (D, H, W) int or None), slices in numeric order."""
     from PIL import Image
 
-    files = sorted(glob.glob(os.path.join(image_dir, "*.jpg")), key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0))
+    files = sorted(
+        glob.glob(os.path.join(image_dir, "*.jpg")), key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0)
+    )
     if not files:
         raise FileNotFoundError(f"No <i>.jpg slices in {image_dir}. {_HINT}")
     image = np.stack([np.asarray(Image.open(f).convert("L"), np.float32) / 255.0 for f in files])
@@ -238,7 +244,9 @@ def check_case(item: dict, atol: float = 1e-3) -> None:
     if os.path.isdir(img_path):
         image, label = read_slice_folder(img_path, lab_path)
         if image.shape != label.shape:
-            raise ValueError(f"case {case}: masks {label.shape} differ from slices {image.shape}; regenerate mask/{case}.")
+            raise ValueError(
+                f"case {case}: masks {label.shape} differ from slices {image.shape}; regenerate mask/{case}."
+            )
     else:
         img, lab = nib.load(img_path), nib.load(lab_path)
         if img.shape[:3] != lab.shape[:3]:
@@ -252,14 +260,18 @@ def check_case(item: dict, atol: float = 1e-3) -> None:
                 "on the image grid: resample it (nearest neighbour) or copy the image header."
             )
         if min(img.shape[:3]) == 0:
-            raise ValueError(f"case {case}: image {img_path} is empty (shape {img.shape}); remove it from the datalist.")
+            raise ValueError(
+                f"case {case}: image {img_path} is empty (shape {img.shape}); remove it from the datalist."
+            )
         label = np.asarray(lab.dataobj)
     values = np.unique(label)
     unknown = [int(v) for v in values if v != 0 and int(v) not in BTCV_LABELS]
     if unknown:
         raise ValueError(f"case {case}: label holds ids {unknown} outside BTCV's 1-13; remap them or drop the case.")
     if len(values) <= 1:
-        raise ValueError(f"case {case}: label {lab_path} holds no organ (background only); drop the case or fix the label.")
+        raise ValueError(
+            f"case {case}: label {lab_path} holds no organ (background only); drop the case or fix the label."
+        )
 
 
 def screen_cases(items: list[dict]) -> tuple[list[dict], list[dict]]:

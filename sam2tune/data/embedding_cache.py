@@ -79,9 +79,8 @@ def cache_safe(transforms: Sequence, enabled: bool | str, image_key: str = "imag
         return transforms
     bad = set(non_commuting(transforms, image_key))
     if bad:
-        logger.warning(
-            "cache_embeddings: dropping image augmentation %s (it does not commute with cached embeddings).", sorted(bad)
-        )
+        logger.warning("cache_embeddings: dropping image augmentation %s (it does not commute with cached embeddings).",
+                       sorted(bad))
     return [t for t in transforms if type(t).__name__ not in bad]
 
 
@@ -236,7 +235,9 @@ class EmbeddingCache:
             return self._memory[key]
         if self.cache_dir and os.path.isfile(self._path(ident)):
             item = torch.load(self._path(ident), map_location="cpu", weights_only=True)
-            self._memory[key] = item if self.store_device is None else {k: v.to(self.store_device) for k, v in item.items()}
+            self._memory[key] = (
+                item if self.store_device is None else {k: v.to(self.store_device) for k, v in item.items()}
+            )
             return self._memory[key]
         return None
 
@@ -271,7 +272,9 @@ class EmbeddingCache:
             for m, mode in modes.items():
                 m.training = mode
 
-    def warm(self, batches: Iterable[Mapping], device: str | torch.device | None = None, image_key: str = "image") -> int:
+    def warm(
+        self, batches: Iterable[Mapping], device: str | torch.device | None = None, image_key: str = "image"
+    ) -> int:
         """Fill the cache from a data loader's batches ahead of training; return how many entries it holds."""
         for b in batches:
             image = torch.as_tensor(b[image_key]).to(device) if device is not None else torch.as_tensor(b[image_key])

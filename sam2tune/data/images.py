@@ -13,7 +13,9 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 def image_datalist(input_path: str, box: Sequence[float] | None = None, exts: Sequence[str] = IMAGE_EXTS) -> list[dict]:
     """File or folder -> [{"image": path, "id": stem, "box": (4,) xyxy or NaN (= use the learned prompt)}]."""
     if not input_path or not os.path.exists(input_path):
-        raise FileNotFoundError(f"--input_path {input_path!r} does not exist: give an image file or a folder of images.")
+        raise FileNotFoundError(
+            f"--input_path {input_path!r} does not exist: give an image file or a folder of images."
+        )
     if os.path.isdir(input_path):
         files = sorted(os.path.join(input_path, f) for f in os.listdir(input_path) if f.lower().endswith(tuple(exts)))
         if not files:

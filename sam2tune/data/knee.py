@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from sam2tune.data.msd import split_cases
+from sam2tune.io.volumes import read_dicom_series
 from sam2tune.prompts.simulate import connected_instances
 
 logger = logging.getLogger(__name__)
@@ -67,8 +68,18 @@ def _dicom_files(folder: str) -> list[str]:
     return [f for f in files if pydicom.misc.is_dicom(f)]
 
 
-def read_dicom_series(folder: str, subject: str, name: str) -> tuple[sitk.Image, list[str]]:
-    """DICOM folder -> (SimpleITK image with spacing/origin/direction, files in slice order); checks the headers."""
+def check_knee_dicom(folder: str, subject: str, name: str) -> None:
+    """Check a knee DICOM folder's headers before reading: files present, geometry tags, one series.
+
+    Args:
+        folder: the DICOM series folder (e.g. ``<subject>/image/``).
+        subject: the subject id the error names.
+        name: the series' role (image, t1rho, t2) the error names.
+
+    Raises:
+        KneeDataError: no DICOM file, a file without PixelSpacing / SliceThickness (mm biomarkers need them), or
+            more than one SeriesInstanceUID in the folder.
+    """
     files = _dicom_files(folder)
     if not files:
         raise KneeDataError(subject, name, f"no DICOM files in {folder}.")
@@ -83,17 +94,20 @@ def read_dicom_series(folder: str, subject: str, name: str) -> tuple[sitk.Image,
     if len(uids) > 1:
         raise KneeDataError(subject, f"{name} SeriesInstanceUID", f"{folder} mixes {len(uids)} series "
                             f"({', '.join(sorted(uids))}); keep one series per folder.")
-    ordered = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, next(iter(uids))))
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(ordered)
-    return reader.Execute(), ordered
+
+
+def _read_knee_dicom(folder: str, subject: str, name: str) -> tuple[sitk.Image, list[str]]:
+    """Checked knee DICOM folder -> (SimpleITK image with spacing/origin/direction, files in slice order)."""
+    check_knee_dicom(folder, subject, name)
+    volume = read_dicom_series(folder)
+    return volume.header, volume.reference_files
 
 
 def _read_any(subject_dir: str, subject: str, name: str, required: bool = True) -> tuple[sitk.Image | None, list[str]]:
     """<subject>/<name>/ (DICOM) or <subject>/<name>.nii.gz (etc.) -> (image, DICOM files or [])."""
     folder = os.path.join(subject_dir, name)
     if os.path.isdir(folder):
-        return read_dicom_series(folder, subject, name)
+        return _read_knee_dicom(folder, subject, name)
     for ext in _VOLUME_EXT:
         path = os.path.join(subject_dir, name + ext)
         if os.path.isfile(path):
@@ -210,7 +224,7 @@ def read_knee_input(path: str) -> KneeInput:
             maps[name] = sitk.GetArrayFromImage(m).astype(np.float32)
     elif os.path.isdir(path):
         case, maps = os.path.basename(path), {}
-        image, files = read_dicom_series(path, case, "image")
+        image, files = _read_knee_dicom(path, case, "image")
     elif os.path.isfile(path) and path.endswith(_VOLUME_EXT):
         case, maps, files = os.path.basename(path).split(".")[0], {}, []
         image = sitk.ReadImage(path)
@@ -316,5 +330,6 @@ def knee_slice_datalist(dataset_dir: str, split: str, cache_dir: str, tissues: l
     return items
 
 
-__all__ = ["KneeDataError", "KneeInput", "KneeSubject", "read_knee_input", "knee_slice_datalist", "list_subjects", "load_knee_subject",
-           "load_metadata", "normalize_intensity", "read_dicom_series", "scan_knee_dataset", "split_subjects"]
+__all__ = ["KneeDataError", "KneeInput", "KneeSubject", "read_knee_input", "knee_slice_datalist", "list_subjects",
+           "load_knee_subject", "load_metadata", "normalize_intensity", "check_knee_dicom", "scan_knee_dataset",
+           "split_subjects"]

@@ -1,7 +1,7 @@
 """Medical Segmentation Decathlon reader (e.g. Task06_Lung): dataset.json + imagesTr/ + labelsTr/ -> MONAI datalists.
 
 ```
-<dataset_dir>/dataset.json            {"training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}], ...}
+<dataset_dir>/dataset.json   {"training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}], ...}
 <dataset_dir>/imagesTr/*.nii.gz
 <dataset_dir>/labelsTr/*.nii.gz
 ```
@@ -38,7 +38,8 @@ def find_msd_root(dataset_dir: str, task: str = DEFAULT_TASK) -> str:
 
 
 def read_msd_training(dataset_dir: str, task: str = DEFAULT_TASK) -> list[dict]:
-    """All labelled cases of dataset.json -> [{"image": abs path, "label": abs path, "id": case name}], checked to exist."""
+    """All labelled cases of dataset.json -> [{"image": abs path, "label": abs path, "id": case name}],
+    checked to exist."""
     root = find_msd_root(dataset_dir, task)
     path = os.path.join(root, "dataset.json")
     try:
@@ -66,7 +67,8 @@ def read_msd_training(dataset_dir: str, task: str = DEFAULT_TASK) -> list[dict]:
 
 
 def split_cases(ids: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
-    """Case ids -> {"train", "val", "test": sorted ids}: a seeded permutation of the sorted ids; each split >= 1 case."""
+    """Case ids -> {"train", "val", "test": sorted ids}: a seeded permutation of the sorted ids;
+    each split >= 1 case."""
     ordered = sorted(ids)
     n = len(ordered)
     if n < 3:

@@ -42,7 +42,8 @@ _LAYOUT_HINT = (
 
 # ---- run-length codec ------------------------------------------------------------------------------------------------
 def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
-    """'start length ...' (1-based, column-major) -> bool (H, W) mask; ValueError for odd length or runs past the image."""
+    """'start length ...' (1-based, column-major) -> bool (H, W) mask;
+    ValueError for odd length or runs past the image."""
     tokens = str(rle).split()
     if not tokens:
         return np.zeros(shape, dtype=bool)
@@ -82,7 +83,7 @@ def rle_encode(mask: np.ndarray) -> str:
     return " ".join(f"{s + 1} {e - s}" for s, e in zip(starts, ends, strict=True))
 
 
-# ---- train.csv ---------------------------------------------------------------------------------------------------------
+# ---- train.csv -------------------------------------------------------------------------------------------------------
 @dataclass
 class SeverstalTable:
     """Parsed train.csv: good rows as datalist items, bad rows as (line, message)."""
@@ -103,7 +104,8 @@ def find_severstal_root(dataset_dir: str) -> str:
 
 
 def read_train_csv(dataset_dir: str, class_ids: Sequence[int] = CLASS_IDS) -> SeverstalTable:
-    """train.csv -> SeverstalTable; each item {"image", "rle", "class_id", "id", "line", "shape"}; bad rows logged + skipped."""
+    """train.csv -> SeverstalTable; each item {"image", "rle", "class_id", "id", "line", "shape"};
+    bad rows logged + skipped."""
     root = find_severstal_root(os.fspath(dataset_dir))
     csv_path = os.path.join(root, CSV_NAME)
     image_dir = os.path.join(root, IMAGE_DIR)
@@ -163,13 +165,16 @@ def read_train_csv(dataset_dir: str, class_ids: Sequence[int] = CLASS_IDS) -> Se
     return table
 
 
-# ---- deterministic split -------------------------------------------------------------------------------------------------
+# ---- deterministic split ---------------------------------------------------------------------------------------------
 def split_image_ids(
     image_ids: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
 ) -> dict[str, list[str]]:
-    """ImageIds -> {"train", "val", "test": sorted ids}: a seeded permutation of the sorted ids (by image, no leakage)."""
+    """ImageIds -> {"train", "val", "test": sorted ids}: a seeded permutation of the sorted ids (by image,
+    no leakage)."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must be three non-negative numbers (train, val, test) summing to 1, got {fractions}.")
+        raise ValueError(
+            f"split fractions must be three non-negative numbers (train, val, test) summing to 1, got {fractions}."
+        )
     ordered = sorted(set(image_ids))
     n = len(ordered)
     n_val, n_test = (int(round(n * f)) for f in fractions[1:])

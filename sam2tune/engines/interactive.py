@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.inferers import Inferer
+from monai.metrics import compute_dice, compute_iou
 from torch import nn
 
 from sam2tune.networks.interactive import decode_rounds
@@ -18,6 +19,7 @@ from sam2tune.prompts.corrections import CLICK_MODES, sample_error_clicks
 from sam2tune.utils.dist import unwrap
 from sam2tune.utils.flags import as_bool
 
+# the first prompts InteractiveInferer simulates (see its ``first_prompt``)
 FIRST_PROMPTS = ("box", "click", "mixed")
 
 
@@ -33,13 +35,14 @@ def _count(value, key: str) -> int:
 
 
 def _click_first(prompts: dict, label: torch.Tensor, use_click: torch.Tensor, mode: str) -> dict:
-    """Replace the box of the samples in ``use_click`` (B,) bool by one positive click on the object."""
+    """Replace the box of the samples in ``use_click`` (B,) bool by one positive click on the object (label > 0.5)."""
     truth = label > 0.5
     pts, labs = sample_error_clicks(torch.zeros_like(truth), truth, mode)  # the whole object is "missed"
     labs = torch.where(use_click[:, None], labs, torch.full_like(labs, -1))  # box samples: a padding point
     out = dict(prompts)
     if out.get("boxes") is not None:
-        out["boxes"] = torch.where(use_click[:, None], torch.full_like(out["boxes"], float("nan")), out["boxes"].float())
+        out["boxes"] = torch.where(use_click[:, None], torch.full_like(out["boxes"], float("nan")),
+                                   out["boxes"].float())
     if out.get("point_coords") is not None:
         out["point_coords"] = torch.cat([out["point_coords"].float(), pts], 1)
         out["point_labels"] = torch.cat([out["point_labels"].to(labs.dtype), labs], 1)
@@ -53,7 +56,8 @@ def _flatten_stack(inputs: torch.Tensor, label: torch.Tensor | None, prompts: di
     if inputs.ndim != 4:
         raise ValueError(f"Slice stacks must be (B, S, H, W), got shape {tuple(inputs.shape)}.")
     b, n = inputs.shape[:2]
-    flat = {k: v.repeat_interleave(n, 0) if torch.is_tensor(v) and v.shape[:1] == (b,) else v for k, v in prompts.items()}
+    flat = {k: v.repeat_interleave(n, 0) if torch.is_tensor(v) and v.shape[:1] == (b,) else v
+            for k, v in prompts.items()}
     lab = None if label is None else label.reshape(b * n, 1, *label.shape[-2:])
     return inputs.reshape(b * n, 1, *inputs.shape[-2:]), lab, flat
 
@@ -61,23 +65,30 @@ def _flatten_stack(inputs: torch.Tensor, label: torch.Tensor | None, prompts: di
 class InteractiveInferer(Inferer):
     """First prompt (box, click or either) + ``correction_rounds`` corrective clicks -> logits of every round.
 
-    Args:
-        correction_rounds: corrective clicks per sample after the first prompt (0 = one decoder pass, as SimpleInferer).
-        first_prompt: "box" (the simulated box from the transforms), "click" (one positive click on the object
-            instead) or "mixed" (a click with probability ``click_prob``, per sample).
-        click_prob: probability of a click first prompt in "mixed" mode.
-        click_mode: how corrective (and first) clicks are placed: "uniform" (random error pixel, training) or
-            "center" (the error-centre rule, evaluation).
-        stacked: inputs and labels are slice stacks (B, S, H, W) (the lung bundle): every slice runs as its own
-            image with the sample's prompts, and gets its own clicks.
+    The rounds run inside the network's forward (``correction_target=``), so the image encoder runs once per batch
+    and DistributedDataParallel sees one forward. Called, it returns logits (B, correction_rounds + 1, H, W),
+    channel r = after r corrective clicks (``__call__``).
 
-    Returns (when called): logits (B, correction_rounds + 1, H, W), channel r = after r corrective clicks; with
-    ``correction_rounds=0`` and a box first prompt, exactly ``network(inputs, **prompts)``. Stacked:
-    (B, correction_rounds + 1, S, H, W).
+    Args:
+        correction_rounds: corrective clicks per sample after the first prompt, an int >= 0 ("3" from the command
+            line too); 0 with a box first prompt = one plain ``network(inputs, **prompts)`` call, as SimpleInferer.
+        first_prompt: "box" (the simulated box from the transforms), "click" (one click on the object, placed by
+            ``click_mode``, instead of the box) or "mixed" (a click with probability ``click_prob``, per sample).
+        click_prob: probability of a click first prompt in "mixed" mode, in [0, 1].
+        click_mode: how corrective (and first) clicks are placed, one of ``sam2tune.prompts.CLICK_MODES``:
+            "uniform" (random error pixel, training), "center" (the error-centre rule, evaluation), "suggest" or
+            "boundary" (simulated users of the app's suggestion).
+        stacked: inputs and labels are slice stacks (B, S, H, W) (the lung bundle): every slice runs as its own
+            image with the sample's prompts, and gets its own clicks. Any ``sam2tune.utils.as_bool`` value.
+
+    Raises:
+        ValueError: when ``correction_rounds`` is not an integer >= 0, ``first_prompt`` is not in
+            ``FIRST_PROMPTS``, ``click_prob`` is outside [0, 1], ``click_mode`` is not a click mode, or ``stacked``
+            is not a boolean.
     """
 
-    def __init__(self, correction_rounds: int = 0, first_prompt: str = "box", click_prob: float = 0.5, click_mode: str = "uniform",
-                 stacked: bool = False) -> None:
+    def __init__(self, correction_rounds: int = 0, first_prompt: str = "box", click_prob: float = 0.5,
+                 click_mode: str = "uniform", stacked: bool = False) -> None:
         super().__init__()
         correction_rounds = _count(correction_rounds, "correction_rounds")
         if first_prompt not in FIRST_PROMPTS:
@@ -89,8 +100,30 @@ class InteractiveInferer(Inferer):
         self.correction_rounds, self.first_prompt = correction_rounds, first_prompt
         self.click_prob, self.click_mode, self.stacked = float(click_prob), click_mode, as_bool(stacked, "stacked")
 
-    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **prompts) -> torch.Tensor:
-        """(B, C, H, W) images + label (B, 1, H, W) + first prompts -> logits (B, rounds + 1, H, W)."""
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None,
+                 **prompts) -> torch.Tensor:
+        """Run the first prompt and the corrective rounds on a batch.
+
+        Args:
+            inputs: (B, C, H, W) images in [0, 1]; stacked: (B, S, H, W) slice stacks.
+            network: the ``sam2tune.networks.SAM2Segmenter`` (DDP-wrapped or not).
+            *args: extra positional arguments from the engine, passed on to the network.
+            label: (B, 1, H, W) true mask (> 0.5 = object; only channel 0 is used), stacked (B, S, H, W), from
+                ``PromptPrepareBatch(pass_label=True)``; needed unless ``correction_rounds`` is 0 and the first
+                prompt is "box".
+            **prompts: the network's prompt keywords (``PromptPrepareBatch``): ``boxes`` (B, 4) xyxy,
+                ``point_coords`` (B, P, 2) xy (both in input pixels), ``point_labels`` (B, P), ``mask_prompt``
+                (B, 1, H, W), ``features`` (cached image embeddings); stacked, each tensor whose first dim is B is
+                repeated for the S slices of its sample.
+
+        Returns:
+            Logits (B, correction_rounds + 1, H, W), channel r = after r corrective clicks; with
+            ``correction_rounds=0`` and a box first prompt, exactly ``network(inputs, *args, **prompts)``
+            (B, K, H, W). Stacked: (B, correction_rounds + 1, S, H, W) (K for the plain call).
+
+        Raises:
+            ValueError: when clicks are needed and ``label`` is None, or stacked inputs are not 4D.
+        """
         if self.stacked:
             b, n = inputs.shape[:2]
             flat, lab, kw = _flatten_stack(inputs, label, prompts)
@@ -98,11 +131,14 @@ class InteractiveInferer(Inferer):
             return out.reshape(b, n, *out.shape[1:]).transpose(1, 2)
         return self._rounds(inputs, network, *args, label=label, **prompts)
 
-    def _rounds(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **prompts) -> torch.Tensor:
+    def _rounds(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None,
+                **prompts) -> torch.Tensor:
         if self.correction_rounds == 0 and self.first_prompt == "box":
             return network(inputs, *args, **prompts)
         if label is None:
-            raise ValueError("Corrective clicks and click first prompts need the label: use PromptPrepareBatch(pass_label=True).")
+            raise ValueError(
+                "Corrective clicks and click first prompts need the label: use PromptPrepareBatch(pass_label=True)."
+            )
         label = label[:, :1].float()
         if self.first_prompt != "box":
             b = inputs.shape[0]
@@ -117,15 +153,14 @@ class InteractiveInferer(Inferer):
 
 def _overlap(logits: torch.Tensor, label: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Logits (B, K, H, W), label (B, 1, H, W) -> (IoU (B, K), Dice (B, K)); NaN where the label is empty."""
-    pred, truth = logits > 0, label > 0.5
-    inter = (pred & truth).flatten(2).sum(-1).double()
-    area_p, area_t = pred.flatten(2).sum(-1).double(), truth.flatten(2).sum(-1).double()
-    empty = area_t == 0
-    iou = torch.where(empty, torch.nan, inter / (area_p + area_t - inter).clamp(min=1))
-    dice = torch.where(empty, torch.nan, 2 * inter / (area_p + area_t).clamp(min=1))
+    pred = (logits > 0).double()
+    truth = (label > 0.5).double().expand_as(pred)  # each of the K candidates against the one label
+    iou = compute_iou(pred, truth, include_background=True, ignore_empty=True)
+    dice = compute_dice(pred, truth, include_background=True, ignore_empty=True)
     return iou.cpu().numpy(), dice.cpu().numpy()
 
 
+# ClickProtocolInferer's simulated users -> the click mode that places their clicks
 USERS = {"oracle": "center", "suggest": "suggest", "boundary": "boundary"}
 
 
@@ -140,17 +175,23 @@ class ClickProtocolInferer(InteractiveInferer):
     (and, for suggest / boundary, whether each click fell on a wrong pixel) are kept in ``last`` for
     ``sam2tune.handlers.ClickProtocolReport``.
 
-    Args:
-        max_clicks: corrective clicks per object (20, the NoC cap of the interactive-segmentation literature).
-        first_prompt: "box" (the bundle's evaluation prompt) or "click" (one centre click instead).
-        user: "oracle", "suggest" or "boundary" (see above).
-        stacked: slice stacks (B, S, H, W): every slice with a non-empty label is one object.
+    Called, it returns the logits after the last click (``__call__``), so the evaluator's usual metrics still run.
 
-    Returns (when called): logits (B, 1, H, W) after the last click, so the evaluator's usual metrics still run;
-    stacked: (B, S, H, W).
+    Args:
+        max_clicks: corrective clicks per object, an int >= 0 (20, the NoC cap of the interactive-segmentation
+            literature).
+        first_prompt: "box" (the bundle's evaluation prompt) or "click" (one centre click instead).
+        user: "oracle", "suggest" or "boundary" (see above; the keys of ``USERS``).
+        stacked: slice stacks (B, S, H, W): every slice with a non-empty label is one object (empty slices get NaN
+            IoU / Dice). Any ``sam2tune.utils.as_bool`` value.
+
+    Raises:
+        ValueError: when ``first_prompt`` is "mixed" or not in ``FIRST_PROMPTS``, ``user`` is unknown,
+            ``max_clicks`` is not an integer >= 0, or ``stacked`` is not a boolean.
     """
 
-    def __init__(self, max_clicks: int = 20, first_prompt: str = "box", user: str = "oracle", stacked: bool = False) -> None:
+    def __init__(self, max_clicks: int = 20, first_prompt: str = "box", user: str = "oracle",
+                 stacked: bool = False) -> None:
         if first_prompt == "mixed":
             raise ValueError("The click protocol is deterministic: first_prompt must be 'box' or 'click'.")
         if user not in USERS:
@@ -159,9 +200,32 @@ class ClickProtocolInferer(InteractiveInferer):
         self.max_clicks, self.user = self.correction_rounds, user
         self.last: dict[str, np.ndarray] = {}
 
-    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **prompts) -> torch.Tensor:
-        """(B, C, H, W) + label (B, 1, H, W) + first prompts -> logits after the last click (B, 1, H, W)."""
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None,
+                 **prompts) -> torch.Tensor:
+        """Run the click protocol on a batch and keep every step's IoU / Dice in ``last``.
 
+        ``last`` becomes {"iou": (N, max_clicks + 1), "dice": (N, max_clicks + 1)} float arrays (NaN for an empty
+        label), with "in_error" (N, max_clicks) (1.0 = the click fell on a wrong pixel, NaN = no suggestion) for
+        the suggest / boundary users, and, stacked, "item" / "object" (the sample index and "slice<i>" of each of
+        the N = B * S objects); N = B otherwise.
+
+        Args:
+            inputs: (B, C, H, W) images in [0, 1]; stacked: (B, S, H, W) slice stacks.
+            network: the ``sam2tune.networks.SAM2Segmenter`` (DDP-wrapped or not; it is unwrapped and its
+                ``encode`` / decoder are called directly).
+            *args: extra positional arguments from the engine (not used).
+            label: (B, 1, H, W) true mask (> 0.5 = object; only channel 0 is used), stacked (B, S, H, W), from
+                ``PromptPrepareBatch(pass_label=True)``.
+            **prompts: the first prompt: ``boxes`` (B, 4) xyxy, ``point_coords`` (B, P, 2) xy, ``point_labels``
+                (B, P), ``mask_prompt`` (B, 1, H, W), in input pixels, and optionally ``features`` (cached image
+                embeddings); stacked, each tensor whose first dim is B is repeated for the S slices of its sample.
+
+        Returns:
+            Logits (B, 1, H, W) after the last click; stacked: (B, S, H, W).
+
+        Raises:
+            ValueError: when ``label`` is None, or stacked inputs are not 4D.
+        """
         if label is None:
             raise ValueError("The click protocol needs the label: use PromptPrepareBatch(pass_label=True).")
         if self.stacked:
@@ -173,16 +237,19 @@ class ClickProtocolInferer(InteractiveInferer):
             return out.reshape(b, n, *out.shape[-2:])
         return self._protocol(inputs, network, *args, label=label, **prompts)
 
-    def _protocol(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor, **prompts) -> torch.Tensor:
+    def _protocol(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor,
+                  **prompts) -> torch.Tensor:
         label = label[:, :1].float()
         if self.first_prompt == "click":
-            prompts = _click_first(prompts, label, torch.ones(label.shape[0], dtype=torch.bool, device=label.device), "center")
+            prompts = _click_first(prompts, label, torch.ones(label.shape[0], dtype=torch.bool, device=label.device),
+                                   "center")
         net = unwrap(network)
         features = prompts.pop("features", None)
         features = net.encode(inputs) if features is None else features
         clicks: list = []
-        logits = decode_rounds(net, features, label, self.max_clicks, tuple(inputs.shape[-2:]), click_mode=self.click_mode,
-                               clicks=clicks, **{k: prompts.get(k) for k in ("boxes", "point_coords", "point_labels", "mask_prompt")})
+        logits = decode_rounds(net, features, label, self.max_clicks, tuple(inputs.shape[-2:]),
+                               click_mode=self.click_mode, clicks=clicks,
+                               **{k: prompts.get(k) for k in ("boxes", "point_coords", "point_labels", "mask_prompt")})
         iou, dice = _overlap(logits, label)
         self.last = {"iou": iou, "dice": dice}
         if self.user != "oracle" and clicks:

@@ -11,11 +11,15 @@ from monai.utils import CommonKeys
 from sam2tune.utils.flags import as_bool
 
 # network keyword -> data-dict key written by the prompt transforms
-PROMPT_KEYS: dict[str, str] = {"boxes": "box", "point_coords": "point_coords", "point_labels": "point_labels", "mask_prompt": "mask_prompt"}
+PROMPT_KEYS: dict[str, str] = {"boxes": "box", "point_coords": "point_coords", "point_labels": "point_labels",
+                               "mask_prompt": "mask_prompt"}
 
 
 class PromptPrepareBatch(PrepareBatch):
     """Return (image, label, (), prompts) for MONAI engines; `prompts` picks which prompt kinds reach the network.
+
+    MONAI's SupervisedTrainer / SupervisedEvaluator call it on every batch and hand the prompt dict to the inferer as
+    keyword arguments (``__call__``).
 
     Args:
         prompts: network keywords to pass, among boxes, point_coords, point_labels, mask_prompt; [] = prompt-free
@@ -23,7 +27,11 @@ class PromptPrepareBatch(PrepareBatch):
         embedding_cache: a sam2tune.data.embedding_cache.EmbeddingCache: its image features reach the network as
             `features=` (frozen-encoder training on cached embeddings); None = the network encodes every batch.
         pass_label: also hand the label to the inferer as `label=` (when the batch has one), for
-            sam2tune.engines.InteractiveInferer / ClickProtocolInferer, which take corrective clicks from it.
+            sam2tune.engines.InteractiveInferer / ClickProtocolInferer, which take corrective clicks from it. Any
+            ``sam2tune.utils.as_bool`` value.
+
+    Raises:
+        ValueError: for a prompt kind not in ``PROMPT_KEYS`` (or "points"), or a ``pass_label`` that is not a boolean.
     """
 
     def __init__(self, prompts: Sequence[str] = ("boxes",), embedding_cache=None, pass_label: bool = False) -> None:
@@ -39,13 +47,33 @@ class PromptPrepareBatch(PrepareBatch):
     def __call__(
         self, batchdata: Mapping, device: str | torch.device | None = None, non_blocking: bool = False, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple, dict]:
-        """Dict batch -> (image (B,C,H,W), label (B,1,H,W) or None, (), {prompt keyword: tensor})."""
+        """Move a collated dict batch to ``device`` and pick the prompts the network takes.
+
+        Args:
+            batchdata: collated batch: "image" (B, C, H, W), optionally "label" (B, 1, H, W), and the data keys of
+                the chosen prompts (``PROMPT_KEYS`` values: "box" (B, 4) xyxy, "point_coords" (B, P, 2) xy,
+                "point_labels" (B, P), "mask_prompt" (B, 1, H, W), in input pixels).
+            device: where the tensors go (None = where they are).
+            non_blocking: passed to ``Tensor.to``.
+            **kwargs: further keyword arguments of ``Tensor.to``.
+
+        Returns:
+            (image (B, C, H, W), label (B, 1, H, W) or None when the batch has none, (), {network keyword: tensor}):
+            the chosen prompts under their network keywords, plus ``features`` (the embedding cache's image
+            features) when there is an embedding cache and ``label`` with ``pass_label``.
+
+        Raises:
+            KeyError: when the batch lacks the data key of a chosen prompt.
+        """
+
         def move(x):
             return torch.as_tensor(x).to(device=device, non_blocking=non_blocking, **kwargs)
 
         missing = [PROMPT_KEYS[p] for p in self.prompts if PROMPT_KEYS[p] not in batchdata]
         if missing:
-            raise KeyError(f"Batch lacks prompt keys {missing}: add SimulatePromptsd to the transforms or change prompts.")
+            raise KeyError(
+                f"Batch lacks prompt keys {missing}: add SimulatePromptsd to the transforms or change prompts."
+            )
         image = move(batchdata[CommonKeys.IMAGE])
         label = move(batchdata[CommonKeys.LABEL]) if CommonKeys.LABEL in batchdata else None
         kwargs = {p: move(batchdata[PROMPT_KEYS[p]]) for p in self.prompts}

@@ -14,38 +14,53 @@ from monai.inferers import Inferer
 from torch import nn
 
 from sam2tune.engines.interactive import _count
-from sam2tune.networks.propagator import ObjectPrompt, propagate_volume
+from sam2tune.networks.propagator import propagate_volume
 from sam2tune.prompts.corrections import error_click, error_slice
+from sam2tune.prompts.objects import click_as_key
 from sam2tune.utils.dist import unwrap
-
-
-def _add_click(prompts: list[ObjectPrompt], k: int, xy: np.ndarray, label: float) -> list[ObjectPrompt]:
-    """Object prompts + a click on slice k -> new list whose first prompt (the key) is slice k with that click."""
-    old = next((p for p in prompts if int(p.slice) == k), None)
-    points = [list(map(float, pt)) for pt in (old.points or [])] if old is not None else []
-    labels = [int(v) for v in (old.point_labels or [])] if old is not None else []
-    new = ObjectPrompt(k, box=None if old is None else old.box, points=points + [[float(xy[0]), float(xy[1])]],
-                       point_labels=labels + [int(label)])
-    return [new] + [p for p in prompts if int(p.slice) != k]
 
 
 class VolumeClickProtocolInferer(Inferer):
     """Whole-volume click protocol for SAM2 propagation; per-object IoU / Dice after each round in ``last``.
 
+    Called, it returns (1, num_classes, D, H, W) scores after the last round, as ``VolumeInferer`` does
+    (``__call__``).
+
     Args:
         num_classes: channels of the returned score map (label values 0..num_classes - 1).
         chunk_size: frames per encoder batch.
-        max_clicks: corrective clicks per object (one per round; 20 = the usual NoC cap).
+        max_clicks: corrective clicks per object (one per round; 20 = the usual NoC cap), an int >= 0.
 
-    Returns (when called): (1, num_classes, D, H, W) scores after the last round, as ``VolumeInferer`` returns.
+    Raises:
+        ValueError: when ``max_clicks`` is not an integer >= 0.
     """
 
     def __init__(self, num_classes: int = 14, chunk_size: int = 16, max_clicks: int = 20) -> None:
         self.num_classes, self.chunk_size, self.max_clicks = num_classes, chunk_size, _count(max_clicks, "max_clicks")
         self.last: dict = {}
 
-    def __call__(self, inputs: torch.Tensor, network: nn.Module, prompts, object_ids, label: torch.Tensor | None = None) -> torch.Tensor:
-        """(1, 1, D, H, W) volume + per-object prompts + label (1, 1, D, H, W) -> (1, num_classes, D, H, W)."""
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, prompts, object_ids,
+                 label: torch.Tensor | None = None) -> torch.Tensor:
+        """Propagate, then correct and re-propagate ``max_clicks`` times; per-round IoU / Dice go to ``last``.
+
+        ``last`` becomes {"iou": (O, max_clicks + 1), "dice": (O, max_clicks + 1), "item": [0] * O, "object": the
+        organ ids} (round 0 = the first propagation); with no prompts, only empty (0, max_clicks + 1) "iou" /
+        "dice" arrays.
+
+        Args:
+            inputs: (1, 1, D, H, W) volume in [0, 1].
+            network: the SAM2Segmenter (wrapped or not).
+            prompts: one list of ObjectPrompt per organ (``VolumePromptPrepareBatch``); the first one is the key.
+            object_ids: the organs' label values, one per prompt list.
+            label: (1, 1, D, H, W) organ ids, from ``VolumePromptPrepareBatch(pass_label=True)``.
+
+        Returns:
+            (1, num_classes, D, H, W) scores after the last round: channel 0 is 0, each prompted organ's channel its
+            propagation logits (-1024 on slices it never reaches), other channels -1024.
+
+        Raises:
+            ValueError: when ``label`` is None, or a prompt lies outside the volume (``propagate_volume``).
+        """
         if label is None:
             raise ValueError("The click protocol needs the label: use VolumePromptPrepareBatch(pass_label=True).")
         volume = inputs[0].permute(1, 0, 2, 3)  # (D, 1, H, W)
@@ -72,7 +87,7 @@ class VolumeClickProtocolInferer(Inferer):
                     k = error_slice(pred, truth)
                     if k is not None:
                         xy, lab = error_click(pred[k], truth[k])
-                        prompts[o] = _add_click(prompts[o], k, xy, lab)
+                        prompts[o] = click_as_key(prompts[o], k, xy, lab)
         for o, organ in enumerate(object_ids):
             out[0, organ] = logits[o].float()
         self.last = {"iou": ious, "dice": dices, "item": [0] * len(prompts), "object": [int(v) for v in object_ids]}

@@ -4,6 +4,7 @@ from sam2tune.finetune.bank import AdapterBank
 from sam2tune.finetune.config import (
     COMPONENTS,
     DEFAULT_LORA_TARGETS,
+    PARAMETER_EFFICIENT,
     STRATEGIES,
     STRATEGY_DEFAULTS,
     FinetuneConfig,
@@ -28,6 +29,7 @@ __all__ = [
     "COMPONENTS",
     "CONFIG_NAME",
     "DEFAULT_LORA_TARGETS",
+    "PARAMETER_EFFICIENT",
     "STRATEGIES",
     "STRATEGY_DEFAULTS",
     "WEIGHTS_NAME",

@@ -30,6 +30,12 @@ class AdapterBank:
     `set_adapter`); all other adapter weights are kept as Parameters and put in place of the base's on `use`.
     Build the base on its final device first: weights are loaded onto the base's device.
 
+    Args:
+        base: a plain SAM2Segmenter (not prepared by ``apply_finetune``); it is set to eval mode and frozen.
+
+    Raises:
+        ValueError: when `base` already has a ``finetune_config``.
+
     Example:
         bank = AdapterBank(SAM2Segmenter("tiny", 1024, pretrained_checkpoint=ckpt))
         bank.add("refuge", "runs/refuge/models/adapter"); bank.add("drishti", "runs/drishti/models/adapter")
@@ -56,7 +62,24 @@ class AdapterBank:
         return list(self._entries)
 
     def add(self, name: str, directory: str) -> AdapterBank:
-        """Load the adapter saved in `directory` under `name` (base unchanged); the first one added becomes active."""
+        """Load the adapter saved in `directory` under `name`; the first one added becomes active.
+
+        The base's own weights are never rewritten: LoRA weights go into a new peft adapter slot, the other weights
+        are kept aside and swapped in by ``use``. Everything is checked before the base is touched.
+
+        Args:
+            name: a Python identifier (peft uses it as a module key), not yet in the bank.
+            directory: a ``save_adapter`` directory (adapter_config.json + adapter_model.safetensors) of the same
+                variant and input channels as the base.
+
+        Returns:
+            The bank itself (calls chain), with the previously active adapter still active.
+
+        Raises:
+            ValueError: for a bad or duplicate name, a LoRA file of a non-LoRA strategy, another bottleneck width
+                than the bank's, a weight that does not fit the base, or an adapter of another variant / in_channels.
+            FileNotFoundError: when `directory` or one of its files is missing.
+        """
         if not name or not name.isidentifier():
             raise ValueError(f"Adapter name must be a Python identifier (peft uses it as a module key), got {name!r}.")
         if name in self._entries:
@@ -102,7 +125,11 @@ class AdapterBank:
         return self.use(self.active or name)
 
     def memory_bytes(self) -> dict[str, int]:
-        """name -> bytes held by that adapter's own tensors (LoRA matrices + swapped weights)."""
+        """Count the bytes each adapter holds beside the shared base.
+
+        Returns:
+            name -> bytes of that adapter's own tensors (LoRA matrices + swapped weights).
+        """
         sizes = {}
         for name, entry in self._entries.items():
             total = sum(p.numel() * p.element_size() for p in entry.params.values())
@@ -115,7 +142,17 @@ class AdapterBank:
 
     # ---- switching and running -------------------------------------------------------------------------------------
     def use(self, name: str) -> AdapterBank:
-        """Make `name` the active adapter: O(adapter size), the base's own weights are never rewritten."""
+        """Make `name` the active adapter: O(adapter size), the base's own weights are never rewritten.
+
+        Args:
+            name: an adapter added with ``add``.
+
+        Returns:
+            The bank itself, so ``bank.use(name)(image, boxes=...)`` runs that adapter.
+
+        Raises:
+            KeyError: when no adapter of that name is in the bank.
+        """
         if name not in self._entries:
             raise KeyError(f"No adapter {name!r} in the bank (names: {', '.join(self.names) or 'none'}).")
         entry = self._entries[name]
@@ -138,7 +175,18 @@ class AdapterBank:
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, **prompts: torch.Tensor) -> torch.Tensor:
-        """Run the active adapter: (B, C, H, W) image + prompts (as SAM2Segmenter.forward) -> logits (B, K, H, W)."""
+        """Run the active adapter without gradients.
+
+        Args:
+            image: (B, C, H, W) image in [0, 1].
+            **prompts: ``SAM2Segmenter.forward`` keywords (e.g. ``boxes`` (B, 4)).
+
+        Returns:
+            Logits (B, K, H, W).
+
+        Raises:
+            RuntimeError: when no adapter has been added yet.
+        """
         if self.active is None:
             raise RuntimeError("AdapterBank has no adapter yet: call bank.add(name, directory) first.")
         return self.base(image, **prompts)

@@ -22,13 +22,26 @@ def measure_adapter_bank(
     full_model: nn.Module | None = None,
     full_state: dict[str, torch.Tensor] | None = None,
 ) -> dict:
-    """Time and size a loaded AdapterBank -> a JSON-able dict of measurements.
+    """Time and size a loaded AdapterBank.
 
-    image: (B, C, H, W) in [0, 1]; prompts: SAM2Segmenter.forward keywords (e.g. boxes (B, 4)).
-    full_model + full_state (e.g. a plain SAM2Segmenter and a best_merged state_dict): also time the alternative
-    a bank avoids, one full model per domain swapped in with load_state_dict (reload_ms; None without them).
-    Returns base_bytes (shared weights), adapter_bytes {name: bytes}, bank_bytes, one_full_model_per_domain_bytes,
-    switch_ms (mean over `repeats` switches), forward_ms (mean, active adapter), reload_ms.
+    The bank's active adapter is restored afterwards.
+
+    Args:
+        bank: a bank with at least one adapter.
+        image: (B, C, H, W) in [0, 1].
+        prompts: ``SAM2Segmenter.forward`` keywords (e.g. ``boxes`` (B, 4)).
+        repeats: switches and forward passes timed.
+        full_model: with `full_state` (e.g. a plain SAM2Segmenter and a best_merged state_dict), also time the
+            alternative a bank avoids: one full model per domain swapped in with load_state_dict.
+        full_state: the state_dict loaded into `full_model`.
+
+    Returns:
+        A JSON-able dict: variant, image_size, device, adapters, base_bytes (shared weights), adapter_bytes
+        {name: bytes}, bank_bytes, one_full_model_per_domain_bytes, switch_ms (mean over `repeats` switches),
+        forward_ms (mean, active adapter), reload_ms (None without `full_model` and `full_state`).
+
+    Raises:
+        ValueError: when the bank holds no adapter.
     """
     names = bank.names
     if not names:

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 STRATEGIES = ("full", "decoder_only", "lora", "adapter", "prompt")
+# Strategies whose trained weights are a small adapter folder (save_adapter) beside the merged model.
+PARAMETER_EFFICIENT = ("lora", "adapter", "prompt")
 # Pretrained SAM2 parts a per-component flag can switch, and the parts a strategy adds or keeps.
 BASE_COMPONENTS = ("image_encoder", "prompt_encoder", "mask_decoder", "memory")
 COMPONENTS = BASE_COMPONENTS + ("prompt_tokens", "channel_adapter", "lora", "adapter")
@@ -37,7 +39,31 @@ def _unknown_strategy(value: Any) -> ValueError:
 
 @dataclass
 class FinetuneConfig:
-    """How to fine-tune a SAM2Segmenter: strategy, per-component trainable flags, LoRA / adapter / prompt settings."""
+    """How to fine-tune a SAM2Segmenter: strategy, per-component trainable flags, LoRA / adapter / prompt settings.
+
+    Validated on construction; each field's ``metadata["help"]`` is the text the bundles' docs show.
+
+    Args:
+        strategy: full | decoder_only | lora | adapter | prompt (case and "-" / "_" insensitive).
+        train_image_encoder: train the Hiera image encoder + neck; None = the strategy's default.
+        train_prompt_encoder: train the prompt encoder; None = the strategy's default.
+        train_mask_decoder: train the mask decoder (with lora: its non-LoRA weights too); None = the default.
+        train_memory: train the 3D memory parts (memory attention / encoder, object-pointer projections, no-memory
+            and no-object embeddings); None = the strategy's default.
+        lora_r: LoRA rank (>= 1).
+        lora_alpha: LoRA scaling numerator (> 0; scale = lora_alpha / lora_r).
+        lora_dropout: dropout on the LoRA branch input, in [0, 1).
+        lora_target_modules: a regex peft full-matches against module names, or a non-empty list of name suffixes.
+        lora_bias: which biases train with LoRA: none | all | lora_only.
+        adapter_dim: bottleneck width of the adapters after each Hiera block (>= 1).
+        num_prompt_tokens: learned prompt tokens of the prompt strategy (>= 1 there, >= 0 otherwise).
+        encoder_lr_mult: learning-rate multiplier of the pretrained image-encoder parameter group (>= 0).
+        activation_checkpointing: recompute Hiera block activations in backward (less memory).
+
+    Raises:
+        ValueError: for an unknown strategy or lora_bias, a train_* flag that is not a bool or None, a number out of
+            its range, or an invalid lora_target_modules regex / list.
+    """
 
     strategy: str = field(
         default="full",
@@ -81,7 +107,8 @@ class FinetuneConfig:
         default=1.0, metadata={"help": "Learning-rate multiplier of the pretrained image-encoder parameter group."}
     )
     activation_checkpointing: bool = field(
-        default=False, metadata={"help": "Recompute Hiera block activations in backward (less memory, ~1 extra encoder forward)."}
+        default=False,
+        metadata={"help": "Recompute Hiera block activations in backward (less memory, ~1 extra encoder forward)."},
     )
 
     def __post_init__(self) -> None:
@@ -109,7 +136,17 @@ class FinetuneConfig:
     # ---- construction --------------------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        """Build from a plain dict (bundle JSON); unknown keys raise a ValueError listing the allowed ones."""
+        """Build a config from a plain dict (bundle JSON).
+
+        Args:
+            data: field name -> value.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ValueError: for unknown keys (the message lists the allowed ones) or invalid values.
+        """
         allowed = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(allowed))
         if unknown:
@@ -117,12 +154,20 @@ class FinetuneConfig:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict (inverse of from_dict)."""
+        """Convert to a plain dict (the inverse of ``from_dict``).
+
+        Returns:
+            field name -> value, JSON-serialisable.
+        """
         return asdict(self)
 
     # ---- resolved behaviour --------------------------------------------------------------------------------------
     def trainable_components(self) -> dict[str, bool]:
-        """component -> trainable: the strategy's defaults with the train_* flags applied."""
+        """Resolve which components train: the strategy's defaults with the train_* flags applied.
+
+        Returns:
+            component (``COMPONENTS``) -> trainable.
+        """
         table = dict(STRATEGY_DEFAULTS[self.strategy])
         for component in BASE_COMPONENTS:
             flag = getattr(self, f"train_{component}")
@@ -132,7 +177,18 @@ class FinetuneConfig:
 
 
 def as_config(config: FinetuneConfig | dict[str, Any] | str | None) -> FinetuneConfig:
-    """Coerce a FinetuneConfig, a dict (bundle JSON) or a bare strategy name into a FinetuneConfig."""
+    """Coerce a FinetuneConfig, a dict (bundle JSON) or a bare strategy name into a FinetuneConfig.
+
+    Args:
+        config: a FinetuneConfig (returned as is), a dict of its fields, a strategy name, or None (the defaults).
+
+    Returns:
+        The FinetuneConfig.
+
+    Raises:
+        ValueError: for unknown keys or invalid values.
+        TypeError: for any other type.
+    """
     if isinstance(config, FinetuneConfig):
         return config
     if config is None:

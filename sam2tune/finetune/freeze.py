@@ -24,8 +24,15 @@ _ADAPTER = ".adapter."
 
 
 def component_of(name: str) -> str:
-    """Component of a SAM2Segmenter parameter name: image_encoder, prompt_encoder, mask_decoder, memory,
-    prompt_tokens, channel_adapter, lora, adapter (or "other" for anything unknown)."""
+    """Name the component a SAM2Segmenter parameter belongs to.
+
+    Args:
+        name: a parameter name of a SAM2Segmenter (``named_parameters``), LoRA-wrapped or not.
+
+    Returns:
+        image_encoder, prompt_encoder, mask_decoder, memory, prompt_tokens, channel_adapter, lora, adapter, or
+        "other" for a name that fits none.
+    """
     if name.startswith("channel_adapter."):
         return "channel_adapter"
     if name == "prompt_tokens":
@@ -41,12 +48,28 @@ def component_of(name: str) -> str:
 
 
 def is_lora_base(name: str) -> bool:
-    """True for the frozen pretrained weights peft keeps inside a LoRA layer (`<layer>.base_layer.*`)."""
+    """Tell whether a parameter is a pretrained weight peft keeps (frozen) inside a LoRA layer.
+
+    Args:
+        name: a parameter name.
+
+    Returns:
+        True for ``<layer>.base_layer.*`` names.
+    """
     return ".base_layer." in name
 
 
 def is_trainable(name: str, config: FinetuneConfig) -> bool:
-    """Whether parameter `name` trains under `config` (the single rule freezing and adapter saving both use)."""
+    """Decide whether parameter `name` trains under `config` (the one rule freezing and adapter saving both use).
+
+    Args:
+        name: a SAM2Segmenter parameter name.
+        config: the fine-tuning config.
+
+    Returns:
+        True when the parameter trains: its component's flag (``trainable_components``), except that peft's LoRA
+        base weights stay frozen and ``lora_bias`` decides the biases under lora.
+    """
     if config.strategy == "lora" and name.endswith(".bias"):
         # peft semantics: "all" trains every bias, "lora_only" the biases of the LoRA-wrapped layers.
         if config.lora_bias == "all" or (config.lora_bias == "lora_only" and is_lora_base(name)):
@@ -59,7 +82,15 @@ def is_trainable(name: str, config: FinetuneConfig) -> bool:
 
 
 def apply_freezing(network: nn.Module, config: FinetuneConfig) -> list[str]:
-    """Set requires_grad on every parameter from `config`; return the names of the trainable ones."""
+    """Set ``requires_grad`` on every parameter of `network` from `config`, in place.
+
+    Args:
+        network: a SAM2Segmenter (LoRA / adapters already added for their strategies).
+        config: the fine-tuning config.
+
+    Returns:
+        The names of the trainable parameters.
+    """
     trainable = []
     for name, param in network.named_parameters():
         flag = is_trainable(name, config)
@@ -70,5 +101,13 @@ def apply_freezing(network: nn.Module, config: FinetuneConfig) -> list[str]:
 
 
 def trainable_tensors(network: nn.Module, config: FinetuneConfig) -> dict[str, torch.Tensor]:
-    """name -> detached parameter for every parameter `config` trains (what an adapter file holds)."""
+    """Collect the parameters `config` trains (what an adapter file holds).
+
+    Args:
+        network: a SAM2Segmenter.
+        config: the fine-tuning config.
+
+    Returns:
+        name -> detached parameter (shares storage with the network).
+    """
     return {n: p.detach() for n, p in network.named_parameters() if is_trainable(n, config)}

@@ -35,7 +35,18 @@ FORMAT_VERSION = 1
 
 # ---- adapter state ---------------------------------------------------------------------------------------------------
 def adapter_state_dict(network: nn.Module, adapter_name: str = DEFAULT_ADAPTER) -> dict[str, torch.Tensor]:
-    """The weights the network's strategy trains, LoRA keys in peft's portable form (no adapter name)."""
+    """Collect the weights the network's strategy trains: what an adapter file holds.
+
+    Args:
+        network: a SAM2Segmenter prepared by ``apply_finetune``.
+        adapter_name: the peft adapter whose LoRA weights to take.
+
+    Returns:
+        name -> tensor; LoRA keys in peft's portable form (no adapter name: ``...qkv.lora_A.weight``).
+
+    Raises:
+        ValueError: when the network has no ``finetune_config``.
+    """
     config = _config_of(network)
     tensors = trainable_tensors(network, config)
     if config.strategy == "lora" and has_lora(network):
@@ -48,7 +59,18 @@ def adapter_state_dict(network: nn.Module, adapter_name: str = DEFAULT_ADAPTER) 
 def load_adapter_state_dict(
     network: nn.Module, state_dict: dict[str, torch.Tensor], adapter_name: str = DEFAULT_ADAPTER, source: str = ""
 ) -> None:
-    """Load adapter weights into a network already prepared for their strategy; any key mismatch raises."""
+    """Load adapter weights into a network already prepared for their strategy, strictly.
+
+    Args:
+        network: a SAM2Segmenter prepared by ``apply_finetune`` for the adapter's strategy.
+        state_dict: ``adapter_state_dict`` keys -> tensors.
+        adapter_name: the peft adapter slot LoRA weights go into.
+        source: file or folder name for messages.
+
+    Raises:
+        ValueError: when the network has no ``finetune_config``, or any key is missing, unexpected or of another
+            shape.
+    """
     config = _config_of(network)
     own = adapter_state_dict(network, adapter_name)
     missing, extra = sorted(own.keys() - state_dict.keys()), sorted(state_dict.keys() - own.keys())
@@ -67,9 +89,24 @@ def load_adapter_state_dict(
         raise ValueError(f"Adapter {source or 'state_dict'} holds keys this network lacks: {unexpected[:5]}.")
 
 
-# ---- files -------------------------------------------------------------------------------------------------------------
+# ---- files -----------------------------------------------------------------------------------------------------------
 def save_adapter(network: SAM2Segmenter, directory: str) -> str:
-    """Write adapter_model.safetensors (strategy-trained weights only) + adapter_config.json to `directory`, atomically."""
+    """Write the strategy-trained weights and their config to `directory`, each file atomically.
+
+    ``adapter_model.safetensors`` holds the weights (``adapter_state_dict``, on the CPU), ``adapter_config.json`` the
+    variant, image size, in_channels and the FinetuneConfig; the weights are written first, so a config always has
+    its weights.
+
+    Args:
+        network: a SAM2Segmenter prepared by ``apply_finetune``.
+        directory: the folder to write (created if needed).
+
+    Returns:
+        `directory`.
+
+    Raises:
+        ValueError: when the network has no ``finetune_config``.
+    """
     config = _config_of(network)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in adapter_state_dict(network).items()}
     meta = {
@@ -97,16 +134,30 @@ def save_adapter(network: SAM2Segmenter, directory: str) -> str:
 
 
 def read_adapter(directory: str, device: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Read (adapter_config.json as a dict, weights) from a save_adapter directory, with errors naming the folder."""
+    """Read a ``save_adapter`` directory (safetensors: nothing executes on load).
+
+    Args:
+        directory: the adapter folder.
+        device: where to load the weights.
+
+    Returns:
+        (adapter_config.json as a dict, name -> tensor).
+
+    Raises:
+        FileNotFoundError: when the folder or one of its two files is missing.
+        ValueError: when the config lacks "variant", "finetune" or "in_channels".
+    """
     if not os.path.isdir(directory):
         raise FileNotFoundError(
-            f"Adapter directory not found: {directory} (written by save_adapter / training with finetune lora|adapter|prompt)."
+            f"Adapter directory not found: {directory} "
+            "(written by save_adapter / training with finetune lora|adapter|prompt)."
         )
     paths = {name: os.path.join(directory, name) for name in (CONFIG_NAME, WEIGHTS_NAME)}
     absent = [name for name, path in paths.items() if not os.path.isfile(path)]
     if absent:
         raise FileNotFoundError(
-            f"Adapter directory {directory} lacks {', '.join(absent)} (it should hold {CONFIG_NAME} and {WEIGHTS_NAME})."
+            f"Adapter directory {directory} lacks {', '.join(absent)} "
+            f"(it should hold {CONFIG_NAME} and {WEIGHTS_NAME})."
         )
     with open(paths[CONFIG_NAME]) as f:
         meta = json.load(f)
@@ -118,7 +169,21 @@ def read_adapter(directory: str, device: str | torch.device = "cpu") -> tuple[di
 
 
 def check_adapter_fits(network: SAM2Segmenter, meta: dict[str, Any], directory: str) -> FinetuneConfig:
-    """Raise if an adapter's variant or input channels differ from `network`'s; return its FinetuneConfig."""
+    """Check that an adapter was trained for `network`'s variant and input channels.
+
+    Another image size only logs a warning.
+
+    Args:
+        network: the SAM2Segmenter the adapter is for.
+        meta: the adapter's config (``read_adapter``).
+        directory: the adapter folder, for messages.
+
+    Returns:
+        The adapter's FinetuneConfig.
+
+    Raises:
+        ValueError: when the variant or in_channels differ, or the stored finetune config is invalid.
+    """
     if meta["variant"] != network.variant:
         raise ValueError(
             f"Adapter {directory} was trained on SAM2 '{meta['variant']}' but the network is '{network.variant}': "
@@ -140,7 +205,20 @@ def check_adapter_fits(network: SAM2Segmenter, meta: dict[str, Any], directory: 
 
 
 def load_adapter(network: SAM2Segmenter, directory: str) -> SAM2Segmenter:
-    """Load a save_adapter directory onto `network` (same variant), applying its strategy first if the network is plain."""
+    """Load a ``save_adapter`` directory onto `network`, applying the adapter's strategy first if it is plain.
+
+    Args:
+        network: a SAM2Segmenter of the adapter's variant and in_channels: plain, or prepared for the same config.
+        directory: the adapter folder.
+
+    Returns:
+        `network`, with the adapter loaded.
+
+    Raises:
+        FileNotFoundError: when the folder or one of its files is missing.
+        ValueError: when the adapter does not fit the network (variant, in_channels, keys, shapes) or the network
+            is prepared for another finetune config.
+    """
     meta, tensors = read_adapter(directory, device=_device_of(network))
     config = check_adapter_fits(network, meta, directory)
     current = getattr(network, "finetune_config", None)
@@ -155,22 +233,36 @@ def load_adapter(network: SAM2Segmenter, directory: str) -> SAM2Segmenter:
     return network
 
 
-# ---- deployable model --------------------------------------------------------------------------------------------------
+# ---- deployable model ------------------------------------------------------------------------------------------------
 def merged_state_dict(network: nn.Module) -> dict[str, torch.Tensor]:
-    """A plain SAM2Segmenter state_dict: LoRA merged by peft into the base weights (plain key names), live network untouched.
+    """Build a plain SAM2Segmenter state_dict: LoRA merged by peft into the base weights; live network untouched.
 
     Bottleneck adapters and prompt tokens stay as they are: SAM2Segmenter.load_state_dict rebuilds them.
     Tensors that needed no merge share storage with the live network (read them, do not modify them in place).
+
+    Args:
+        network: a SAM2Segmenter, LoRA-wrapped or not.
+
+    Returns:
+        The state_dict with plain key names (no ``base_layer`` / ``lora_*``): what model.pt holds.
     """
     return merged_lora_state_dict(network) if has_lora(network) else dict(network.state_dict())
 
 
 def save_merged(network: nn.Module, path: str) -> str:
-    """torch.save merged_state_dict(network) to `path` atomically (the model.pt inference and MONAI Label load)."""
+    """Save ``merged_state_dict(network)`` with torch.save to `path`, atomically.
+
+    Args:
+        network: a SAM2Segmenter, LoRA-wrapped or not.
+        path: the file to write (the model.pt inference and MONAI Label load).
+
+    Returns:
+        `path`.
+    """
     return atomic_torch_save(merged_state_dict(network), path)
 
 
-# ---- helpers -------------------------------------------------------------------------------------------------------------
+# ---- helpers ---------------------------------------------------------------------------------------------------------
 def _config_of(network: nn.Module) -> FinetuneConfig:
     config = getattr(network, "finetune_config", None)
     if config is None:

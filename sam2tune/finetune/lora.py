@@ -26,7 +26,14 @@ _LORA_KEY = re.compile(r"^(?P<layer>.+?)\.(?P<part>base_layer|lora_[A-Za-z_]+)\.
 
 
 def lora_config(config: FinetuneConfig) -> LoraConfig:
-    """peft LoraConfig from the LoRA fields of a FinetuneConfig."""
+    """Build peft's LoraConfig from the LoRA fields of a FinetuneConfig (imports peft).
+
+    Args:
+        config: the fine-tuning config (lora_r, lora_alpha, lora_dropout, lora_target_modules, lora_bias).
+
+    Returns:
+        The ``peft.LoraConfig``.
+    """
     from peft import LoraConfig
 
     return LoraConfig(
@@ -43,6 +50,18 @@ def inject_lora(network: nn.Module, config: FinetuneConfig, adapter_name: str = 
 
     The module stays the same object (a SAM2Segmenter), so `network(image, boxes=...)` and MONAI engines work
     unchanged. A second call with another `adapter_name` adds that adapter beside the first (peft multi-adapter).
+    The new LoRA layers follow the train / eval mode of the layers they wrap.
+
+    Args:
+        network: the module to wrap in place (a SAM2Segmenter).
+        config: the fine-tuning config (its LoRA fields).
+        adapter_name: the peft adapter name.
+
+    Returns:
+        The names of the modules now holding `adapter_name`.
+
+    Raises:
+        ValueError: when the network already has an adapter of that name, or the target modules match no layer.
     """
     from peft.functional import inject_adapter_in_model
 
@@ -66,7 +85,14 @@ def inject_lora(network: nn.Module, config: FinetuneConfig, adapter_name: str = 
 
 
 def lora_layers(network: nn.Module) -> dict[str, LoraLayer]:
-    """name -> peft LoRA layer, for every LoRA-wrapped module of `network`."""
+    """Find the LoRA-wrapped modules of `network` (without importing peft when it is not loaded yet).
+
+    Args:
+        network: any module.
+
+    Returns:
+        module name -> peft ``LoraLayer``; empty when peft was never imported.
+    """
     if "peft" not in sys.modules:  # no peft imported: no LoRA layer can exist
         return {}
     from peft.tuners.lora import LoraLayer
@@ -75,17 +101,40 @@ def lora_layers(network: nn.Module) -> dict[str, LoraLayer]:
 
 
 def lora_module_names(network: nn.Module, adapter_name: str | None = None) -> list[str]:
-    """Names of the modules wrapped by LoRA (holding `adapter_name`, or any adapter when None)."""
+    """List the modules wrapped by LoRA.
+
+    Args:
+        network: any module.
+        adapter_name: only modules holding this adapter; None = any adapter.
+
+    Returns:
+        The module names.
+    """
     return [n for n, m in lora_layers(network).items() if adapter_name is None or adapter_name in m.lora_A]
 
 
 def has_lora(network: nn.Module) -> bool:
-    """True when `network` holds at least one peft LoRA layer."""
+    """Tell whether `network` holds at least one peft LoRA layer.
+
+    Args:
+        network: any module.
+
+    Returns:
+        True when some module is a LoRA layer.
+    """
     return bool(lora_layers(network))
 
 
 def lora_state_dict(network: nn.Module, adapter_name: str = DEFAULT_ADAPTER) -> dict[str, torch.Tensor]:
-    """peft's portable adapter state_dict (adapter name removed: `...qkv.lora_A.weight`), plus LoRA biases if any."""
+    """Get one adapter's LoRA weights in peft's portable form.
+
+    Args:
+        network: a LoRA-wrapped module.
+        adapter_name: the peft adapter.
+
+    Returns:
+        peft's adapter state_dict (adapter name removed: ``...qkv.lora_A.weight``), plus LoRA biases if any.
+    """
     from peft.functional import get_peft_model_state_dict
 
     return get_peft_model_state_dict(network, adapter_name=adapter_name)
@@ -97,6 +146,14 @@ def load_lora_state_dict(
     """Load a portable state_dict through peft (re-inserting `adapter_name`); return unexpected keys.
 
     Keys that are not LoRA keys (e.g. prompt tokens saved beside the LoRA weights) pass through to the network.
+
+    Args:
+        network: a module with LoRA layers holding `adapter_name`.
+        state_dict: portable keys (``lora_state_dict`` form) -> tensors.
+        adapter_name: the peft adapter slot to fill.
+
+    Returns:
+        The keys the network did not take (unexpected keys).
     """
     from peft.functional import set_peft_model_state_dict
 
@@ -105,11 +162,17 @@ def load_lora_state_dict(
 
 
 def merged_lora_state_dict(network: nn.Module) -> dict[str, torch.Tensor]:
-    """network.state_dict() with every LoRA layer merged by peft into plain `<layer>.weight` / `.bias` keys.
+    """Build ``network.state_dict()`` with every LoRA layer merged by peft into plain `<layer>.weight` / `.bias` keys.
 
     The live network is not touched: each LoRA layer is deep-copied (only that layer, so memory stays at the
     size of one Linear) and peft's own `merge(safe_merge=True)` runs on the copy. Unmerged tensors share storage
     with the live network: do not modify them in place.
+
+    Args:
+        network: a LoRA-wrapped module.
+
+    Returns:
+        The merged state_dict (no ``base_layer`` / ``lora_*`` keys for the merged layers).
     """
     layers = lora_layers(network)
     merged: dict[str, dict[str, torch.Tensor]] = {}

@@ -14,10 +14,15 @@ MAIN_GROUP = "decoder"
 
 
 def count_parameters(network: nn.Module) -> dict[str, tuple[int, int]]:
-    """component -> (trainable, total) element counts, in a fixed order, ending with "total".
+    """Count trainable and total parameter elements per component.
 
-    Components: image_encoder, prompt_encoder, mask_decoder, memory, prompt_tokens, channel_adapter, lora, adapter
-    ("other" appears only if some parameter fits none of them).
+    Args:
+        network: a SAM2Segmenter (trainable = ``requires_grad``).
+
+    Returns:
+        component -> (trainable, total) element counts, in a fixed order: image_encoder, prompt_encoder,
+        mask_decoder, memory, prompt_tokens, channel_adapter, lora, adapter ("other" only if some parameter fits
+        none of them), ending with "total".
     """
     counts = {c: [0, 0] for c in COMPONENTS}
     for name, param in network.named_parameters():
@@ -30,7 +35,14 @@ def count_parameters(network: nn.Module) -> dict[str, tuple[int, int]]:
 
 
 def format_parameter_table(counts: dict[str, tuple[int, int]] | nn.Module) -> str:
-    """Fixed-width table of trainable / total parameters per component (accepts counts or a network)."""
+    """Format trainable / total parameters per component as a fixed-width table.
+
+    Args:
+        counts: ``count_parameters`` output, or a network to count.
+
+    Returns:
+        The table, one line per component after a header, with the trainable share in percent.
+    """
     if isinstance(counts, nn.Module):
         counts = count_parameters(counts)
     lines = [f"{'component':<16}{'trainable':>14}{'total':>14}{'trainable %':>13}"]
@@ -43,13 +55,26 @@ def format_parameter_table(counts: dict[str, tuple[int, int]] | nn.Module) -> st
 def param_groups(
     network: nn.Module, lr: float, encoder_lr_mult: float | None = None, weight_decay: float = 0.0
 ) -> list[dict[str, Any]]:
-    """Trainable parameters split for an optimizer: [{"name": "image_encoder", lr * mult}, {"name": "decoder", lr}].
+    """Split the trainable parameters into optimizer groups: the pretrained image encoder, and the rest.
 
     Only the pretrained image-encoder weights get the multiplier; new parameters (LoRA, adapters, prompt tokens,
     channel adapter) and the other components use `lr`, so a small multiplier slows the big pretrained encoder
-    without starving the parameters that start from scratch. Empty groups are left out; the main group comes last
-    (the history handler logs its LR as "lr"). Each group also records its `lr_mult`. `encoder_lr_mult=None`
-    takes it from `network.finetune_config` (1.0 without one).
+    without starving the parameters that start from scratch.
+
+    Args:
+        network: a SAM2Segmenter with its trainable parameters set (``apply_finetune``).
+        lr: learning rate of the main group.
+        encoder_lr_mult: multiplier of the image-encoder group; None = ``network.finetune_config.encoder_lr_mult``
+            (1.0 without a config).
+        weight_decay: weight decay of both groups.
+
+    Returns:
+        ``[{"name": "image_encoder", "lr": lr * mult, ...}, {"name": "decoder", "lr": lr, ...}]`` with "params",
+        "weight_decay" and "lr_mult"; empty groups are left out, and the main group comes last (the history handler
+        logs its LR as "lr").
+
+    Raises:
+        ValueError: when no parameter is trainable.
     """
     if encoder_lr_mult is None:  # default: the network's FinetuneConfig, else no multiplier
         config = getattr(network, "finetune_config", None)

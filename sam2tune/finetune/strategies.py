@@ -1,4 +1,4 @@
-"""apply_finetune: turn a plain SAM2Segmenter into one ready for a strategy (full, decoder_only, lora, adapter, prompt)."""
+"""apply_finetune: make a plain SAM2Segmenter ready for a strategy (full, decoder_only, lora, adapter, prompt)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,18 @@ def apply_finetune(network: SAM2Segmenter, config: FinetuneConfig | dict[str, An
     prompt: learned prompt tokens (added when the network has none). Then every parameter is frozen or not by
     `is_trainable`, `network.finetune_config` is set, and a trainable/total table is logged. Applying the same
     config again only re-applies the freezing; applying another one raises.
+
+    Args:
+        network: a plain SAM2Segmenter (not wrapped in DistributedDataParallel).
+        config: a FinetuneConfig, its dict (bundle JSON) or a strategy name.
+
+    Returns:
+        `network` itself, prepared.
+
+    Raises:
+        TypeError: when `network` is not a SAM2Segmenter.
+        ValueError: for an invalid config, a network already prepared for another config, LoRA targets that match
+            no layer, or existing adapters / prompt tokens of another size than the config's.
     """
     if not isinstance(network, SAM2Segmenter):
         raise TypeError(

@@ -13,10 +13,8 @@ truth biomarkers through the metric factory and writes, under ``output_dir``:
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
 import os
 from collections import defaultdict
 
@@ -27,7 +25,8 @@ from ignite.engine import Engine, Events
 from sam2tune.data.knee import KneeDataError, load_knee_subject, load_metadata
 from sam2tune.io.dicom_seg import write_dicom_seg
 from sam2tune.metrics.factory import BiomarkerMetric, TissueMissingError, build_biomarker_metric, summarize_rows
-from sam2tune.utils.atomic import atomic_write_json
+from sam2tune.metrics.volume import dice_iou
+from sam2tune.utils.atomic import atomic_write_csv, atomic_write_json
 from sam2tune.utils.dist import is_rank0
 from sam2tune.utils.flags import as_bool
 
@@ -37,28 +36,6 @@ logger = logging.getLogger(__name__)
 def _value(batch, key: str, i: int):
     v = batch[i].get(key) if isinstance(batch, list) else batch[key][i]
     return v.item() if isinstance(v, torch.Tensor) else v
-
-
-def _write_csv(path: str, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
-def measure_prediction(metric: BiomarkerMetric, subject: str, pred: np.ndarray, maps: dict[str, np.ndarray],
-                       slice_spacings: list, meta_slice: int | None = None) -> list[dict]:
-    """Prediction (D,H,W) without ground truth -> rows {subject, tissue, biomarker, prediction} (label-free inference).
-
-    With ``representative_slice`` the slice is the metadata's index, else the one with most predicted tissue.
-    """
-    spacings = list(slice_spacings)
-    if metric.representative_slice:
-        z = metric.pick_slice(pred, meta_slice)
-        pred, spacings, maps = pred[z:z + 1], spacings[z:z + 1], {k: v[z:z + 1] for k, v in maps.items()}
-    values = metric.measure(pred, maps, spacings)
-    return [{"subject": subject, "tissue": tissue, "biomarker": key, "prediction": float(v)}
-            for tissue, d in values.items() for key, v in d.items()]
 
 
 class KneeBiomarkerReport:
@@ -71,9 +48,11 @@ class KneeBiomarkerReport:
         write_seg: write each subject's assembled prediction as DICOM SEG.
     """
 
-    def __init__(self, output_dir: str, dataset_dir: str, metric: dict | BiomarkerMetric, write_seg: bool | str = True) -> None:
+    def __init__(self, output_dir: str, dataset_dir: str, metric: dict | BiomarkerMetric,
+                 write_seg: bool | str = True) -> None:
         # as_bool: `--write_seg false` on the bundle CLI arrives as the (truthy) string "false"
-        self.output_dir, self.dataset_dir, self.write_seg = str(output_dir), str(dataset_dir), as_bool(write_seg, "write_seg")
+        self.output_dir, self.dataset_dir, self.write_seg = (str(output_dir), str(dataset_dir),
+                                                             as_bool(write_seg, "write_seg"))
         self.metric = metric if isinstance(metric, BiomarkerMetric) else build_biomarker_metric(metric)
         self.preds: dict[str, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
 
@@ -111,7 +90,8 @@ class KneeBiomarkerReport:
             try:
                 s = load_knee_subject(self.dataset_dir, subject, meta_ml, meta_stats)
                 pred = self.assemble(subject, s.label.shape)
-                spacings = [(float(m["slice_thickness"]), *(float(v) for v in m["pixel_spacing"])) for m in s.meta_stats]
+                spacings = [(float(m["slice_thickness"]), *(float(v) for v in m["pixel_spacing"]))
+                            for m in s.meta_stats]
                 rows += self.metric.compare(subject, pred, s.label, s.maps, spacings, s.meta_ml.get("slice"))
             except (KneeDataError, TissueMissingError) as err:
                 logger.warning("Biomarkers: skipping %s", err)
@@ -119,9 +99,8 @@ class KneeBiomarkerReport:
                 continue
             for tid, name in self.metric.tissues.items():
                 p, g = pred == tid, s.label == tid
-                denom = p.sum() + g.sum()
                 dice_rows.append({"subject": subject, "tissue": name,
-                                  "dice": float(2 * (p & g).sum() / denom) if denom else math.nan,
+                                  "dice": dice_iou(int((p & g).sum()), int(p.sum()), int(g.sum()))[0],
                                   "gt_voxels": int(g.sum()), "pred_voxels": int(p.sum())})
             if self.write_seg and pred.any():
                 write_dicom_seg(pred, s.files, os.path.join(self.output_dir, "seg", f"{subject}.dcm"),
@@ -133,11 +112,11 @@ class KneeBiomarkerReport:
                 summary = json.load(fh)
         summary["skipped_subjects"] = skipped
         if rows:
-            _write_csv(os.path.join(self.output_dir, "biomarkers_per_subject.csv"), rows)
+            atomic_write_csv(os.path.join(self.output_dir, "biomarkers_per_subject.csv"), rows)
             per_tissue = summarize_rows(rows)
-            _write_csv(os.path.join(self.output_dir, "biomarkers_per_tissue.csv"),
-                       [{"tissue": t, "biomarker": b, **v} for t, d in per_tissue.items() for b, v in d.items()])
-            _write_csv(os.path.join(self.output_dir, "per_volume.csv"), dice_rows)
+            atomic_write_csv(os.path.join(self.output_dir, "biomarkers_per_tissue.csv"),
+                             [{"tissue": t, "biomarker": b, **v} for t, d in per_tissue.items() for b, v in d.items()])
+            atomic_write_csv(os.path.join(self.output_dir, "per_volume.csv"), dice_rows)
             summary["biomarkers"] = per_tissue
             summary["biomarker_settings"] = {"func": list(self.metric.functions), "tissues": self.metric.tissues,
                                              "representative_slice": self.metric.representative_slice}
@@ -150,4 +129,4 @@ class KneeBiomarkerReport:
                     self.output_dir)
 
 
-__all__ = ["KneeBiomarkerReport", "measure_prediction"]
+__all__ = ["KneeBiomarkerReport"]

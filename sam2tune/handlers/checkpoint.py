@@ -160,15 +160,17 @@ class ResumableCheckpoint:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         objects = self._loadable()
         missing = sorted(set(objects) - set(checkpoint))
-        required = [k for k in missing if k == "trainer" or isinstance(objects[k], torch.nn.Module | torch.optim.Optimizer)]
+        required = [k for k in missing
+                    if k == "trainer" or isinstance(objects[k], torch.nn.Module | torch.optim.Optimizer)]
         if required:
-            raise ValueError(f"Checkpoint {path} lacks {required} (not a sam2tune training checkpoint of this bundle?); "
-                             f"remove it or pass --resume false to start over.")
+            raise ValueError(f"Checkpoint {path} lacks {required} (not a sam2tune training checkpoint of this "
+                             f"bundle?); remove it or pass --resume false to start over.")
         if missing:
             # an older sam2tune wrote less: resume what is there, say what the resumed run does not have
             logger.warning("Checkpoint %s holds no %s (written by an older sam2tune): the resumed run restarts them "
                            "(rng: other random draws than an uninterrupted run; validator: best metric forgotten, "
-                           "so the next validation replaces model.pt; early_stop: patience counted afresh).", path, missing)
+                           "so the next validation replaces model.pt; early_stop: patience counted afresh).",
+                           path, missing)
         max_epochs = engine.state.max_epochs  # this config's, which the trainer's state_dict would overwrite
         if checkpoint["trainer"].get("max_epochs") != max_epochs:
             # The scheduler's state (its total steps) comes from the checkpoint: steps past that total follow no
@@ -197,9 +199,11 @@ class ResumableCheckpoint:
             return
         steps = engine.state.epoch_length * engine.state.max_epochs if engine.state.epoch_length else None
         if steps is not None and engine.state.iteration >= steps:
-            logger.info("Resumed %s: all %d steps were done; nothing left to train (--resume false starts over).", path, steps)
+            logger.info("Resumed %s: all %d steps were done; nothing left to train (--resume false starts over).",
+                        path, steps)
         else:
-            logger.info("Resumed %s at epoch %d, step %d of %s.", path, engine.state.epoch, engine.state.iteration, steps)
+            logger.info("Resumed %s at epoch %d, step %d of %s.", path, engine.state.epoch, engine.state.iteration,
+                        steps)
 
     # ---- save --------------------------------------------------------------------------------------------------------
     def _final(self, engine: Engine) -> None:

@@ -57,7 +57,8 @@ class ClickProtocolReport:
                 continue  # empty ground truth: nothing to click on
             i = int(last["item"][j]) if "item" in last else j
             item = batch[i] if batch is not None and i < len(batch) else {}
-            ident = str(item.get(self.id_key, item.get("case", f"item{len(self.rows)}"))) if isinstance(item, dict) else f"item{len(self.rows)}"
+            ident = (str(item.get(self.id_key, item.get("case", f"item{len(self.rows)}"))) if isinstance(item, dict)
+                     else f"item{len(self.rows)}")
             if "object" in last:
                 ident = f"{ident}/{last['object'][j]}"
             self.rows.append((ident, last["iou"][j], last["dice"][j]))
@@ -88,9 +89,11 @@ class ClickProtocolReport:
                          *[f"dice_{c}" for c in range(k + 1)]])
         nocs = [clicks_to_reach(ious, t, k) for t in NOC_THRESHOLDS]
         for j, (ident, iou, dice) in enumerate(self.rows):
-            writer.writerow([ident, *[int(n[j]) for n in nocs], *[f"{v:.5f}" for v in iou], *[f"{v:.5f}" for v in dice]])
+            writer.writerow([ident, *[int(n[j]) for n in nocs], *[f"{v:.5f}" for v in iou],
+                             *[f"{v:.5f}" for v in dice]])
         atomic_write_text(os.path.join(self.output_dir, "per_object_clicks.csv"), buf.getvalue())
-        plot_click_curves({self.model_name: summary["dice_at_clicks"]}, os.path.join(self.output_dir, "clicks_curve.png"))
+        plot_click_curves({self.model_name: summary["dice_at_clicks"]},
+                          os.path.join(self.output_dir, "clicks_curve.png"))
         logger.info("Click protocol (%d objects): Dice %s -> %s after %d clicks, NoC@85 %.2f, NoC@90 %.2f",
                     len(self.rows), summary["dice_at_clicks"][0], summary["dice_at_clicks"][-1], k,
                     summary["noc_85"], summary["noc_90"])

@@ -1,4 +1,4 @@
-"""CSV logs of step-based training: train_log.csv (loss, IoU, LR, step time every K steps) and val_log.csv (IoU, Dice)."""
+"""CSV logs of step-based training: train_log.csv (loss, IoU, LR, step time every K steps), val_log.csv (IoU, Dice)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ class TrainingCSVLog:
         # step_seconds: batch on device -> optimizer step done (MONAI's MODEL_COMPLETED), so validation and file
         # writing that run on ITERATION_COMPLETED are not counted as training speed.
         engine.add_event_handler(Events.ITERATION_STARTED, self._tick)
-        done = IterationEvents.MODEL_COMPLETED if IterationEvents.MODEL_COMPLETED in engine._allowed_events else Events.ITERATION_COMPLETED
+        done = (IterationEvents.MODEL_COMPLETED if IterationEvents.MODEL_COMPLETED in engine._allowed_events
+                else Events.ITERATION_COMPLETED)
         engine.add_event_handler(done, self._tock)
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.every), self._train_row)
         engine.add_event_handler(StepValidationEvents.VALIDATION_COMPLETED, self._val_row)

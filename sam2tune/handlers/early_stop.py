@@ -26,7 +26,8 @@ class EarlyStopOnMetric:
     """
 
     def __init__(self, validator: Engine, metric: str, patience: int = 10, min_delta: float = 0.0) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int | float) or patience < 1 or patience != int(patience):
+        if (isinstance(patience, bool) or not isinstance(patience, int | float) or patience < 1
+                or patience != int(patience)):
             raise ValueError(f"patience must be an integer >= 1, got {patience!r} (config key: early_stop_patience).")
         self.validator, self.metric, self.patience, self.min_delta = validator, metric, int(patience), float(min_delta)
         self.stopped_early = False
@@ -66,7 +67,8 @@ class EarlyStopOnMetric:
         Returns:
             Numbers, strings and a bool (best_score is None before the first validation).
         """
-        stopper = dict(self._stopper.state_dict()) if self._stopper is not None else (self._pending or {}).get("early_stopping")
+        stopper = (dict(self._stopper.state_dict()) if self._stopper is not None
+                   else (self._pending or {}).get("early_stopping"))
         return {"stopped_early": bool(self.stopped_early), "early_stopping": stopper}
 
     def load_state_dict(self, state: dict) -> None:

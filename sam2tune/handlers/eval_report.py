@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import logging
-import math
 import os
 import time
 from collections import defaultdict
 
-import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.metrics import compute_iou
 from monai.metrics.meandice import compute_dice
 
+from sam2tune.metrics.summary import score_summary
 from sam2tune.plots.overlays import save_overlay
-from sam2tune.utils.atomic import atomic_write_json
+from sam2tune.utils.atomic import atomic_write_csv, atomic_write_json
 from sam2tune.utils.dist import is_rank0
 
 logger = logging.getLogger(__name__)
@@ -37,7 +35,8 @@ class SegmentationReport:
     is the mean of.
     """
 
-    def __init__(self, output_dir: str, num_overlays: int = 8, class_names: dict | None = None, id_key: str = "id") -> None:
+    def __init__(self, output_dir: str, num_overlays: int = 8, class_names: dict | None = None,
+                 id_key: str = "id") -> None:
         self.output_dir, self.num_overlays, self.id_key = str(output_dir), num_overlays, id_key
         self.class_names = {int(k): v for k, v in (class_names or {}).items()}
         self.rows: list[dict] = []
@@ -64,8 +63,9 @@ class SegmentationReport:
             ident = str(ident if ident is not None else f"item{len(self.rows):04d}")
             cls = _item(batch, "prompt_class", i)
             cls = int(cls) if cls is not None else 1
-            row = {"id": ident, "class": cls, "class_name": self.class_names.get(cls, str(cls)), "dice": dice, "iou": iou,
-                   "gt_pixels": int(label.sum()), "pred_pixels": int(pred.sum()), "empty_ground_truth": empty}
+            row = {"id": ident, "class": cls, "class_name": self.class_names.get(cls, str(cls)), "dice": dice,
+                   "iou": iou, "gt_pixels": int(label.sum()), "pred_pixels": int(pred.sum()),
+                   "empty_ground_truth": empty}
             raters = _item(batch, "raters", i)  # multi-rater truth (REFUGE): how many raters it is the mean of
             if raters is not None:
                 row["raters"] = int(raters)
@@ -81,11 +81,7 @@ class SegmentationReport:
     def summary(self) -> dict:
         """Overall and per-class means over items with non-empty ground truth."""
         def stats(rows):
-            d = np.array([r["dice"] for r in rows if not math.isnan(r["dice"])], dtype=float)
-            j = np.array([r["iou"] for r in rows if not math.isnan(r["iou"])], dtype=float)
-            return {"n": len(rows), "n_scored": int(d.size), "mean_dice": float(d.mean()) if d.size else math.nan,
-                    "std_dice": float(d.std()) if d.size else math.nan, "median_dice": float(np.median(d)) if d.size else math.nan,
-                    "mean_iou": float(j.mean()) if j.size else math.nan}
+            return {"n": len(rows), **score_summary((r["dice"] for r in rows), (r["iou"] for r in rows))}
         by_class = defaultdict(list)
         for r in self.rows:
             by_class[r["class_name"]].append(r)
@@ -100,17 +96,13 @@ class SegmentationReport:
         if not is_rank0() or not self.rows:
             return
         os.makedirs(self.output_dir, exist_ok=True)
-        with open(os.path.join(self.output_dir, "per_image.csv"), "w", newline="") as f:
-            fields = list(dict.fromkeys(k for r in self.rows for k in r))  # every column any row has, in order
-            w = csv.DictWriter(f, fieldnames=fields, restval="")
-            w.writeheader()
-            w.writerows(self.rows)
+        fields = list(dict.fromkeys(k for r in self.rows for k in r))  # every column any row has, in order
+        atomic_write_csv(os.path.join(self.output_dir, "per_image.csv"), self.rows, fields)  # missing cells: ""
         summary = self.summary()
-        with open(os.path.join(self.output_dir, "per_class.csv"), "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["class", "n", "n_scored", "mean_dice", "std_dice", "median_dice", "mean_iou"])
-            for k, s in summary["per_class"].items():
-                w.writerow([k, s["n"], s["n_scored"], s["mean_dice"], s["std_dice"], s["median_dice"], s["mean_iou"]])
+        columns = ["n", "n_scored", "mean_dice", "std_dice", "median_dice", "mean_iou"]
+        atomic_write_csv(os.path.join(self.output_dir, "per_class.csv"),
+                         [{"class": k, **{c: s[c] for c in columns}} for k, s in summary["per_class"].items()],
+                         ["class", *columns])
         atomic_write_json(summary, os.path.join(self.output_dir, "summary.json"))
         logger.info("Evaluation: %d items, mean Dice %.4f, mean IoU %.4f -> %s", summary["n"], summary["mean_dice"],
                     summary["mean_iou"], self.output_dir)

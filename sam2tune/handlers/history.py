@@ -17,9 +17,10 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingHistory:
-    """Append {epoch, train_loss, lr, lr_<group>, val metrics} to training_history.json and redraw the PNG each epoch."""
+    """Append {epoch, train_loss, lr, lr_<group>, val metrics} to training_history.json, redraw the PNG each epoch."""
 
-    def __init__(self, output_dir: str, validator: Engine | None = None, plot: bool = True, extra: dict | None = None) -> None:
+    def __init__(self, output_dir: str, validator: Engine | None = None, plot: bool = True,
+                 extra: dict | None = None) -> None:
         self.output_dir, self.validator, self.plot, self.extra = str(output_dir), validator, plot, extra or {}
         self.path = os.path.join(self.output_dir, "training_history.json")
         self._losses: list[float] = []
@@ -55,7 +56,8 @@ class TrainingHistory:
         if groups:
             rec["lr"] = groups[-1]["lr"]  # the main (decoder) group is last by convention of param_groups()
         if self.validator is not None and self.validator.state.epoch == epoch:
-            rec.update({(k if k.startswith("val_") else f"val_{k}"): float(v) for k, v in self.validator.state.metrics.items()})
+            rec.update({(k if k.startswith("val_") else f"val_{k}"): float(v)
+                        for k, v in self.validator.state.metrics.items()})
         for k, fn in self.extra.items():
             rec[k] = fn(engine) if callable(fn) else fn
         # Resume-aware: drop records from epochs at or after this one (a resumed run rewrites them).

@@ -8,11 +8,11 @@ import os
 from ignite.engine import Engine, Events
 from torch import nn
 
+from sam2tune.finetune.config import PARAMETER_EFFICIENT
 from sam2tune.utils.atomic import atomic_torch_save
 from sam2tune.utils.dist import is_rank0, unwrap
 
 logger = logging.getLogger(__name__)
-PARAMETER_EFFICIENT = ("lora", "adapter", "prompt")
 
 
 class ModelExport:
@@ -21,7 +21,8 @@ class ModelExport:
     With finetune lora/adapter/prompt, `<ckpt_dir>/adapter/` gets the adapter-only weights and their config.
     """
 
-    def __init__(self, ckpt_dir: str, network: nn.Module, validator: Engine | None = None, filename: str = "model.pt") -> None:
+    def __init__(self, ckpt_dir: str, network: nn.Module, validator: Engine | None = None,
+                 filename: str = "model.pt") -> None:
         self.ckpt_dir, self.network, self.validator, self.filename = str(ckpt_dir), network, validator, filename
         self._exported_epoch: int | None = None
 

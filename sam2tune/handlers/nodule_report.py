@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -15,8 +14,9 @@ from monai.metrics import compute_iou
 from monai.metrics.meandice import compute_dice
 
 from sam2tune.metrics.calibration import expected_calibration_error, pixel_errors, uncertainty_auroc
+from sam2tune.metrics.summary import score_summary
 from sam2tune.plots.uncertainty import save_uncertainty_overlay
-from sam2tune.utils.atomic import atomic_write_json
+from sam2tune.utils.atomic import atomic_write_csv, atomic_write_json
 from sam2tune.utils.dist import is_rank0
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ class NoduleUncertaintyReport:
 
     def __init__(self, output_dir: str, n_bins: int = 15, threshold: float = 0.5, num_overlays: int = 8,
                  extra: dict | None = None) -> None:
-        self.output_dir, self.n_bins, self.threshold, self.num_overlays = str(output_dir), n_bins, threshold, num_overlays
+        self.output_dir, self.n_bins, self.threshold, self.num_overlays = (str(output_dir), n_bins, threshold,
+                                                                           num_overlays)
         self.extra = extra or {}
         self.rows: list[dict] = []
         self._probs: list[np.ndarray] = []
@@ -65,7 +66,8 @@ class NoduleUncertaintyReport:
         for i, out in enumerate(outputs):
             missing = [k for k in ("prob", "uncertainty", "pred", "label") if _get(out, k) is None]
             if missing:
-                raise KeyError(f"NoduleUncertaintyReport needs {missing} in the evaluator output: use MCDropoutInferer + SplitUncertaintyd.")
+                raise KeyError(f"NoduleUncertaintyReport needs {missing} in the evaluator output: "
+                               "use MCDropoutInferer + SplitUncertaintyd.")
             prob, unc = _get(out, "prob").float(), _get(out, "uncertainty").float()
             pred, label = _get(out, "pred").float(), _get(out, "label").float()
             item = batch[i] if isinstance(batch, list) else {}
@@ -86,7 +88,8 @@ class NoduleUncertaintyReport:
                    "error_fraction": float(errors.mean()), "empty_prediction": npred == 0 and gt > 0,
                    "empty_ground_truth": gt == 0}
             if row["empty_prediction"]:
-                logger.warning("%s nodule %d: the prediction is empty (Dice 0) although the label has %d voxels.", ident, nodule, gt)
+                logger.warning("%s nodule %d: the prediction is empty (Dice 0) although the label has %d voxels.",
+                               ident, nodule, gt)
             self.rows.append(row)
             self._probs.append(prob.numpy().ravel())
             self._labels.append(label.numpy().ravel().astype(np.uint8))
@@ -97,9 +100,11 @@ class NoduleUncertaintyReport:
                 mid = prob.shape[-3] // 2  # centre slice of the stack
                 save_uncertainty_overlay(
                     os.path.join(self.output_dir, "qc", f"{ident}_nodule{nodule}.png".replace(os.sep, "_")),
-                    image.reshape(-1, *image.shape[-2:])[mid].numpy(), label.reshape(-1, *label.shape[-2:])[mid].numpy(),
+                    image.reshape(-1, *image.shape[-2:])[mid].numpy(),
+                    label.reshape(-1, *label.shape[-2:])[mid].numpy(),
                     prob.reshape(-1, *prob.shape[-2:])[mid].numpy(), unc.reshape(-1, *unc.shape[-2:])[mid].numpy(),
-                    title=f"{ident} nodule {nodule}  Dice {dice:.3f}  ECE {row['ece']:.3f}  unc. AUROC {row['uncertainty_auroc']:.3f}",
+                    title=f"{ident} nodule {nodule}  Dice {dice:.3f}  ECE {row['ece']:.3f}  "
+                          f"unc. AUROC {row['uncertainty_auroc']:.3f}",
                 )
 
     def summary(self) -> dict:
@@ -110,10 +115,8 @@ class NoduleUncertaintyReport:
             v = np.array([r[k] for r in scored], dtype=float)
             return v[~np.isnan(v)]
 
-        d, j = col("dice"), col("iou")
-        out = {"n": len(self.rows), "n_scored": len(scored),
-               "mean_dice": float(d.mean()) if d.size else math.nan, "std_dice": float(d.std()) if d.size else math.nan,
-               "median_dice": float(np.median(d)) if d.size else math.nan, "mean_iou": float(j.mean()) if j.size else math.nan,
+        out = {"n": len(self.rows), **score_summary((r["dice"] for r in scored), (r["iou"] for r in scored)),
+               "n_scored": len(scored),  # here: the nodules with a non-empty label
                "empty_predictions": sum(r["empty_prediction"] for r in self.rows),
                "empty_ground_truth": sum(r["empty_ground_truth"] for r in self.rows)}
         if self._probs:
@@ -134,12 +137,9 @@ class NoduleUncertaintyReport:
         if not is_rank0() or not self.rows:
             return
         os.makedirs(self.output_dir, exist_ok=True)
-        with open(os.path.join(self.output_dir, "per_nodule.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
-            w.writeheader()
-            w.writerows(self.rows)
+        atomic_write_csv(os.path.join(self.output_dir, "per_nodule.csv"), self.rows)
         summary = self.summary()
         atomic_write_json(summary, os.path.join(self.output_dir, "summary.json"))
-        logger.info("Evaluation: %d nodules, mean Dice %.4f, IoU %.4f, ECE %.4f, uncertainty AUROC %.4f -> %s", summary["n"],
-                    summary["mean_dice"], summary["mean_iou"], summary.get("ece", math.nan),
+        logger.info("Evaluation: %d nodules, mean Dice %.4f, IoU %.4f, ECE %.4f, uncertainty AUROC %.4f -> %s",
+                    summary["n"], summary["mean_dice"], summary["mean_iou"], summary.get("ece", math.nan),
                     summary.get("uncertainty_auroc", math.nan), self.output_dir)

@@ -25,12 +25,12 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
+from sam2tune.finetune.config import PARAMETER_EFFICIENT
 from sam2tune.handlers.step_validation import StepValidationEvents, register_step_events
 from sam2tune.utils.atomic import atomic_write_json
 from sam2tune.utils.dist import is_rank0, unwrap
 
 logger = logging.getLogger(__name__)
-PARAMETER_EFFICIENT = ("lora", "adapter", "prompt")
 
 
 def _remove(path: str) -> None:
@@ -71,12 +71,12 @@ class StepOutputs:
         engine.add_event_handler(StepValidationEvents.VALIDATION_COMPLETED, self._on_validation)
         engine.add_event_handler(Events.COMPLETED, self._completed)
 
-    # ---- resume (ResumableCheckpoint saves and restores this) ---------------------------------------------------------------
+    # ---- resume (ResumableCheckpoint saves and restores this) -------------------------------------------------------
     def state_dict(self) -> dict:
         """Best so far, validations, file names kept, seconds trained and the step of this state (for resume)."""
         return {"step": self._engine.state.iteration if self._engine is not None else 0, "best": self.best,
-                "validations": list(self.validations), "paths": dict(self.paths), "resumed_from": list(self.resumed_from),
-                "seconds": self._seconds()}
+                "validations": list(self.validations), "paths": dict(self.paths),
+                "resumed_from": list(self.resumed_from), "seconds": self._seconds()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a state_dict(): the next validations and the summary extend it."""
@@ -164,8 +164,8 @@ class StepOutputs:
         if old and os.path.abspath(old) != os.path.abspath(path):
             _remove(old)
         # Left over from an earlier run in the same ckpt_dir: keep only this run's file of each kind.
-        pattern = {"best_lora": "best_lora_step*", "best_merged": "best_merged_step*.pt", "latest_lora": "latest_lora_step*",
-                   "final_lora": "final_lora_step*"}[kind]
+        pattern = {"best_lora": "best_lora_step*", "best_merged": "best_merged_step*.pt",
+                   "latest_lora": "latest_lora_step*", "final_lora": "final_lora_step*"}[kind]
         for stale in glob.glob(os.path.join(self.ckpt_dir, pattern)):
             if os.path.abspath(stale) != os.path.abspath(path):
                 _remove(stale)

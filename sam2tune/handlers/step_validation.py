@@ -33,19 +33,26 @@ class StepValidation:
 
     Args:
         validator: the MONAI SupervisedEvaluator.
-        interval: validate every this many training steps (iterations); >= 1.
+        interval: validate every this many training steps (iterations); >= 1 (config key: val_interval_steps).
+        epoch_interval: also validate at the end of every this many epochs (unless that step was just validated);
+            0 turns it off (config key: val_interval, epochs as in every bundle).
         metric: the validator metric to select and early-stop on (e.g. "val_mean_iou").
         patience: validations without improvement before stopping; 0 disables early stopping.
         min_delta: smallest increase that counts as improvement.
     """
 
     def __init__(self, validator: Engine, interval: int = 100, metric: str = "val_mean_iou", patience: int = 7,
-                 min_delta: float = 1e-4) -> None:
+                 min_delta: float = 1e-4, epoch_interval: int = 0) -> None:
         if int(interval) < 1:
-            raise ValueError(f"interval must be >= 1 training steps, got {interval} (config key: val_interval).")
+            raise ValueError(f"interval must be >= 1 training steps, got {interval} (config key: val_interval_steps).")
+        if int(epoch_interval) < 0:
+            raise ValueError(f"epoch_interval must be >= 0 epochs (0 = off), got {epoch_interval} "
+                             "(config key: val_interval).")
         if int(patience) < 0:
-            raise ValueError(f"patience must be >= 0 (0 = no early stopping), got {patience} (config key: early_stop_patience).")
+            raise ValueError(f"patience must be >= 0 (0 = no early stopping), got {patience} "
+                             "(config key: early_stop_patience).")
         self.validator, self.interval, self.metric = validator, int(interval), metric
+        self.epoch_interval = int(epoch_interval)
         self.patience, self.min_delta = int(patience), float(min_delta)
         self.best_score, self.best_step = -math.inf, -1
         self.last_step = -1
@@ -58,8 +65,11 @@ class StepValidation:
         if self.patience > 0:
             # ignite's EarlyStopping reads the score through this function and calls engine.terminate() itself;
             # cumulative_delta: gains are measured from the best score, the same rule that picks the best checkpoint.
-            self._stopper = EarlyStopping(self.patience, self._score, engine, min_delta=self.min_delta, cumulative_delta=True)
+            self._stopper = EarlyStopping(self.patience, self._score, engine, min_delta=self.min_delta,
+                                          cumulative_delta=True)
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.validate)
+        if self.epoch_interval:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.epoch_interval), self._final)
         engine.add_event_handler(Events.COMPLETED, self._final)
 
     def state_dict(self) -> dict:
@@ -78,10 +88,13 @@ class StepValidation:
     def _score(self, _: Engine) -> float:
         metrics = self.validator.state.metrics
         if self.metric not in metrics:
-            raise KeyError(f"Step validation metric {self.metric!r} is not among the validation metrics {sorted(metrics)}.")
+            raise KeyError(
+                f"Step validation metric {self.metric!r} is not among the validation metrics {sorted(metrics)}."
+            )
         return float(metrics[self.metric])
 
     def _final(self, engine: Engine) -> None:
+        """Validate now unless this step was validated already or training stopped early."""
         if self.last_step != engine.state.iteration and not self.stopped_early:
             self.validate(engine)
 
@@ -101,12 +114,14 @@ class StepValidation:
             "metrics": {k: float(v) for k, v in self.validator.state.metrics.items() if isinstance(v, int | float)},
         }
         engine.state.step_validation = result
-        logger.info("step %d: %s %.4f (best %.4f at step %d)", step, self.metric, score, self.best_score, self.best_step)
+        logger.info("step %d: %s %.4f (best %.4f at step %d)", step, self.metric, score, self.best_score,
+                    self.best_step)
         engine.fire_event(StepValidationEvents.VALIDATION_COMPLETED)
         if self._stopper is not None:
             self._stopper(engine)
             if engine.should_terminate:
                 self.stopped_early = True
                 engine.state.stopped_early = True
-                logger.info("Early stop at step %d: no %s gain > %g in %d validations.", step, self.metric, self.min_delta, self.patience)
+                logger.info("Early stop at step %d: no %s gain > %g in %d validations.", step, self.metric,
+                            self.min_delta, self.patience)
         return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -14,7 +13,7 @@ from ignite.engine import Engine, Events
 
 from sam2tune.metrics.volume import dice_iou, global_scores, organ_counts, slice_scores
 from sam2tune.plots.overlays import save_overlay
-from sam2tune.utils.atomic import atomic_write_json
+from sam2tune.utils.atomic import atomic_write_csv, atomic_write_json
 from sam2tune.utils.dist import is_rank0
 
 logger = logging.getLogger(__name__)
@@ -44,9 +43,10 @@ class VolumeReport:
         num_qc_slices: overlay PNGs per volume (slices spread over the labelled range).
     """
 
-    def __init__(self, output_dir: str, organ_names: dict, inferer=None, skipped: list | None = None, num_qc_slices: int = 3,
-                 split: str | None = None) -> None:
-        self.output_dir, self.inferer, self.skipped, self.num_qc = str(output_dir), inferer, list(skipped or []), num_qc_slices
+    def __init__(self, output_dir: str, organ_names: dict, inferer=None, skipped: list | None = None,
+                 num_qc_slices: int = 3, split: str | None = None) -> None:
+        self.output_dir, self.inferer, self.skipped, self.num_qc = (str(output_dir), inferer, list(skipped or []),
+                                                                    num_qc_slices)
         self.split = split
         self.organ_names = {int(k): str(v) for k, v in organ_names.items()}
         self._reset(None)
@@ -135,22 +135,13 @@ class VolumeReport:
         os.makedirs(self.output_dir, exist_ok=True)
         summary = self.summary()
         for name, rows in (("per_volume.csv", self.volume_rows), ("per_slice.csv", self.slice_rows)):
-            _write_csv(os.path.join(self.output_dir, name), rows)
-        _write_csv(os.path.join(self.output_dir, "per_organ.csv"), [{"organ_name": k, **v} for k, v in summary["organs"].items()])
+            atomic_write_csv(os.path.join(self.output_dir, name), rows)
+        atomic_write_csv(os.path.join(self.output_dir, "per_organ.csv"),
+                         [{"organ_name": k, **v} for k, v in summary["organs"].items()])
         atomic_write_json(summary, os.path.join(self.output_dir, "summary.json"))
         logger.info("Volume evaluation of %d cases: mean Dice %.4f, global Dice %.4f, %.3f s/volume, %d skipped -> %s",
-                    summary["n"], summary["mean_dice"], summary["global_dice"], summary["mean_seconds_per_volume"] or float("nan"),
-                    len(self.skipped), self.output_dir)
-
-
-def _write_csv(path: str, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        if not rows:
-            f.write("")
-            return
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+                    summary["n"], summary["mean_dice"], summary["global_dice"],
+                    summary["mean_seconds_per_volume"] or float("nan"), len(self.skipped), self.output_dir)
 
 
 __all__ = ["VolumeReport"]

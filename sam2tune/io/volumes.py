@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 
 import nibabel as nib
@@ -29,6 +30,18 @@ class Volume:
     kind: str  # "nifti" | "dicom"
     reference_files: list[str] = field(default_factory=list)  # DICOM files in array slice order
     header: object | None = None  # nibabel header (NIfTI) or the SimpleITK image holding the geometry (DICOM)
+
+
+def case_name(path: str) -> str:
+    """An input path -> its case name: the file or folder name without ``.nii`` / ``.nii.gz``.
+
+    Args:
+        path: a NIfTI file or a DICOM series folder (a trailing ``/`` is ignored).
+
+    Returns:
+        e.g. ``img0001`` for ``.../img0001.nii.gz``.
+    """
+    return re.sub(r"\.nii(\.gz)?$", "", os.path.basename(os.path.normpath(str(path))))
 
 
 def is_nifti(path: str) -> bool:
@@ -124,4 +137,14 @@ def find_nifti(folder: str) -> list[str]:
     return sorted(glob.glob(os.path.join(folder, "*.nii.gz")) + glob.glob(os.path.join(folder, "*.nii")))
 
 
-__all__ = ["Volume", "dicom_series_files", "find_nifti", "is_nifti", "read_dicom_series", "read_nifti", "read_volume", "write_label_nifti"]
+__all__ = [
+    "Volume",
+    "case_name",
+    "dicom_series_files",
+    "find_nifti",
+    "is_nifti",
+    "read_dicom_series",
+    "read_nifti",
+    "read_volume",
+    "write_label_nifti",
+]

@@ -23,10 +23,15 @@ class SliceStackLoss(_Loss):
     """
 
     def __init__(
-        self, lambda_bce: float = 1.0, lambda_dice: float = 1.0, lambda_consistency: float = 0.0, target_aware: bool = False
+        self,
+        lambda_bce: float = 1.0,
+        lambda_dice: float = 1.0,
+        lambda_consistency: float = 0.0,
+        target_aware: bool = False,
     ) -> None:
         super().__init__()
-        for name, v in (("lambda_bce", lambda_bce), ("lambda_dice", lambda_dice), ("lambda_consistency", lambda_consistency)):
+        weights = (("lambda_bce", lambda_bce), ("lambda_dice", lambda_dice), ("lambda_consistency", lambda_consistency))
+        for name, v in weights:
             if v < 0:
                 raise ValueError(f"{name} must be >= 0, got {v}.")
         if lambda_bce == 0 and lambda_dice == 0:

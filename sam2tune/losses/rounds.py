@@ -22,7 +22,8 @@ class CorrectionRoundsLoss(nn.Module):
         self.loss = loss
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B, R + 1, H, W), (B, 1, H, W) [or (B, R + 1, S, H, W), (B, S, H, W)] -> mean over rounds of loss(round, target)."""
+        """(B, R + 1, H, W), (B, 1, H, W) [or (B, R + 1, S, H, W), (B, S, H, W)] -> mean over rounds of
+        loss(round, target)."""
         if pred.ndim == target.ndim + 1:  # slice stacks with a rounds axis
             return torch.stack([self.loss(pred[:, r], target) for r in range(pred.shape[1])]).mean()
         if pred.ndim == target.ndim and (pred.shape[1] == 1 or target.shape[1] == 1):

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
+from monai.metrics import compute_roc_auc
 
 
 def _flat(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -35,7 +35,9 @@ def expected_calibration_error(
     if p.size == 0:
         return math.nan
     if p.min() < 0 or p.max() > 1:
-        raise ValueError(f"prob must lie in [0, 1] (apply a sigmoid to logits first), got [{p.min():.3g}, {p.max():.3g}].")
+        raise ValueError(
+            f"prob must lie in [0, 1] (apply a sigmoid to logits first), got [{p.min():.3g}, {p.max():.3g}]."
+        )
     pred = p >= threshold
     conf = np.where(pred, p, 1.0 - p)
     correct = (pred == y).astype(np.float64)
@@ -46,26 +48,34 @@ def expected_calibration_error(
     return float(np.abs(acc - conf_sum).sum() / p.size)  # sum_b n_b/N |acc_b/n_b - conf_b/n_b|
 
 
-def pixel_errors(prob: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def pixel_errors(prob: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
+                 threshold: float = 0.5) -> np.ndarray:
     """Probabilities and labels -> flat 0/1 array, 1 where the thresholded prediction is wrong."""
     return ((_flat(prob, "prob") >= threshold) != (_flat(target, "target") > 0.5)).astype(np.int8)
 
 
 def uncertainty_auroc(uncertainty: torch.Tensor | np.ndarray, errors: torch.Tensor | np.ndarray) -> float:
-    """Per-pixel uncertainty and 0/1 error map (same size) -> AUROC of uncertainty for finding errors (NaN if undefined).
+    """Per-pixel uncertainty and 0/1 error map (same size) -> AUROC of the uncertainty for finding the errors.
 
-    Undefined (NaN) when there is no wrong pixel or no right pixel: there is nothing to rank.
+    A thin wrapper over MONAI's ``compute_roc_auc`` (ties count one half there too): this one flattens any shape,
+    refuses NaN and size mismatches, and returns NaN without MONAI's warning when there is nothing to rank.
+    MONAI's loop is about 1 s per million pixels (4x a rank-based Mann-Whitney U), fine for the pooled pixels of
+    an evaluation set.
+
+    Args:
+        uncertainty: per-pixel uncertainty, any shape (higher = less sure).
+        errors: per-pixel 0/1 map, 1 where the prediction is wrong (see `pixel_errors`), same size.
+
+    Returns:
+        AUROC in [0, 1]; NaN when there is no wrong pixel or no right pixel.
     """
     u, e = _flat(uncertainty, "uncertainty"), _flat(errors, "errors") > 0.5
     if u.shape != e.shape:
         raise ValueError(f"uncertainty and errors differ in size: {u.size} vs {e.size}.")
     n_pos = int(e.sum())
-    n_neg = e.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if n_pos == 0 or n_pos == e.size:
         return math.nan
-    # Mann-Whitney U from average ranks (ties get half credit), vectorised for millions of pixels.
-    ranks = rankdata(u)
-    return float((ranks[e].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(compute_roc_auc(torch.from_numpy(u), torch.from_numpy(e.astype(np.float64))))
 
 
 def binary_entropy(prob: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,9 @@ def click_summary(ious: np.ndarray, dices: np.ndarray, max_clicks: int | None = 
     """
     ious, dices = np.asarray(ious, np.float64), np.asarray(dices, np.float64)
     if ious.shape != dices.shape or ious.ndim != 2 or not len(ious):
-        raise ValueError(f"ious and dices must be equal, non-empty (objects, steps) arrays, got {ious.shape}, {dices.shape}.")
+        raise ValueError(
+            f"ious and dices must be equal, non-empty (objects, steps) arrays, got {ious.shape}, {dices.shape}."
+        )
     cap = ious.shape[1] - 1 if max_clicks is None else int(max_clicks)
     out: dict = {"objects": int(len(ious)), "max_clicks": cap,
                  "dice_at_clicks": [round(float(v), 6) for v in dices.mean(0)],

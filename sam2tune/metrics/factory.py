@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from sam2tune.metrics.biomarkers import cartilage_thickness, map_statistics, tissue_height, tissue_volume
+from sam2tune.utils.flags import as_bool
 
 MeasureFn = Callable[[np.ndarray, Mapping[str, np.ndarray], Sequence[Sequence[float]]], dict]
 
@@ -65,7 +66,7 @@ class BiomarkerMetric:
             self.tissues = {int(t): f"tissue_{int(t)}" for t in tissues}
         if not self.tissues:
             raise ValueError("metric#tissues is empty; list the label ids to measure, e.g. {\"1\": \"femoral\"}.")
-        self.representative_slice = bool(representative_slice)
+        self.representative_slice = as_bool(representative_slice, "metric#representative_slice")
 
     def pick_slice(self, gt: np.ndarray, meta_slice: int | None) -> int:
         """Representative slice: the metadata's index when given, else the slice with the most tissue voxels."""
@@ -114,6 +115,31 @@ class BiomarkerMetric:
         return rows
 
 
+def measure_prediction(metric: BiomarkerMetric, subject: str, pred: np.ndarray, maps: Mapping[str, np.ndarray],
+                       slice_spacings: Sequence[Sequence[float]], meta_slice: int | None = None) -> list[dict]:
+    """Biomarkers of a prediction without ground truth (label-free inference), one row per tissue and biomarker.
+
+    Args:
+        metric: the biomarker metric (``build_biomarker_metric``).
+        subject: the subject id written into every row.
+        pred: predicted label volume (D, H, W) of tissue ids.
+        maps: quantitative maps by name ("t1rho", "t2"), each (D, H, W).
+        slice_spacings: per slice (dz, dy, dx) in mm.
+        meta_slice: with ``metric.representative_slice``, the metadata's slice index (0-based); None = the slice
+            with the most predicted tissue.
+
+    Returns:
+        Rows {"subject", "tissue", "biomarker", "prediction"}.
+    """
+    spacings = list(slice_spacings)
+    if metric.representative_slice:
+        z = metric.pick_slice(pred, meta_slice)
+        pred, spacings, maps = pred[z:z + 1], spacings[z:z + 1], {k: v[z:z + 1] for k, v in maps.items()}
+    values = metric.measure(pred, maps, spacings)
+    return [{"subject": subject, "tissue": tissue, "biomarker": key, "prediction": float(v)}
+            for tissue, d in values.items() for key, v in d.items()]
+
+
 def build_biomarker_metric(config: Mapping) -> BiomarkerMetric:
     """The factory: {"func": {name: bool}, "tissues": ..., "representative_slice": bool, ...} -> BiomarkerMetric."""
     if "func" not in config:
@@ -143,4 +169,11 @@ def summarize_rows(rows: list[dict]) -> dict:
     return dict(out)
 
 
-__all__ = ["BIOMARKERS", "BiomarkerMetric", "TissueMissingError", "build_biomarker_metric", "summarize_rows"]
+__all__ = [
+    "BIOMARKERS",
+    "BiomarkerMetric",
+    "TissueMissingError",
+    "build_biomarker_metric",
+    "measure_prediction",
+    "summarize_rows",
+]

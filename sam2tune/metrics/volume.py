@@ -27,14 +27,18 @@ def organ_counts(pred: np.ndarray, label: np.ndarray, organ_ids: Sequence[int]) 
 
 
 def slice_scores(pred: np.ndarray, label: np.ndarray, organ_ids: Sequence[int]) -> list[dict]:
-    """Label maps (D, H, W) -> rows {slice, organ, dice, iou} for every slice where the organ is labelled or predicted."""
+    """Label maps (D, H, W) -> per-slice rows {slice, organ, dice, iou, label_voxels, pred_voxels}.
+
+    One row per organ and slice where the organ is labelled or predicted.
+    """
     rows = []
     for organ in organ_ids:
         p, g = (pred == organ).reshape(pred.shape[0], -1), (label == organ).reshape(label.shape[0], -1)
         inter, ps, gs = (p & g).sum(1), p.sum(1), g.sum(1)
         for k in np.nonzero((ps + gs) > 0)[0]:
             d, i = dice_iou(inter[k], ps[k], gs[k])
-            rows.append({"slice": int(k), "organ": int(organ), "dice": d, "iou": i, "label_voxels": int(gs[k]), "pred_voxels": int(ps[k])})
+            rows.append({"slice": int(k), "organ": int(organ), "dice": d, "iou": i, "label_voxels": int(gs[k]),
+                         "pred_voxels": int(ps[k])})
     return rows
 
 

@@ -20,20 +20,16 @@ from sam2tune.monailabel.train import SAM2BundleTrainTask, check_train_request
 from sam2tune.monailabel.validation import INFER_SPECS, InputError, check_mapping
 
 
-def bundle_dimension(model: BundleModel) -> int:
-    """2 for bundles reading photos (inference.json loads JPEG/PNG), else 3."""
-    return 2 if "LoadJPEGd" in json.dumps(model.parser.get("preprocessing")) else 3
+def bundle_labels(meta: dict, name: str) -> list[str]:
+    """Label names in index order from a bundle's metadata: `labels`, else the output channel_def, else the bundle name.
 
+    Args:
+        meta: the bundle's metadata.json (``BundleModel.metadata``).
+        name: the bundle name (the fallback label is its first two words).
 
-def bundle_labels(name: str) -> list[str]:
-    """Label names in index order from metadata.json: `labels`, else the output channel_def, else the bundle name."""
-    from sam2tune.bundles import bundle_root
-
-    try:
-        with open(os.path.join(bundle_root(name), "configs", "metadata.json")) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        meta = {}
+    Returns:
+        Label names without "background".
+    """
     labels = meta.get("labels")
     if isinstance(labels, dict):
         return [k for k, v in sorted(labels.items(), key=lambda kv: kv[1]) if k != "background"]
@@ -48,9 +44,12 @@ def bundle_labels(name: str) -> list[str]:
 
 
 def bundle_tasks(name: str, settings: AppSettings) -> tuple[dict, SAM2BundleTrainTask, BundleModel]:
-    """Bundle -> ({infer name: task} (interactive, plus `<name>_auto` with a learned prompt), train task, MC-dropout model)."""
+    """Bundle -> ({infer name: task}, train task, MC-dropout model).
+
+    The infer tasks are the interactive one, plus `<name>_auto` when the network has a learned prompt.
+    """
     model = BundleModel(name, settings)
-    dim, labels = bundle_dimension(model), bundle_labels(name)
+    dim, labels = model.dimension, bundle_labels(model.metadata, name)
     infers = {name: SAM2InferTask(model, labels, dim, settings.threshold)}
     if model.has_learned_prompt:
         infers[f"{name}_auto"] = SAM2AutoInferTask(model, labels, dim, settings.threshold)
@@ -122,7 +121,9 @@ def check_infer_options(request: dict) -> dict:
     """
     checked = {k: v for k, v in request.items() if k not in ("image", "model", "session", "description")}
     try:
-        request.update(check_mapping(checked, INFER_SPECS, f"infer request for {request.get('model')}:", unknown="keep"))
+        request.update(
+            check_mapping(checked, INFER_SPECS, f"infer request for {request.get('model')}:", unknown="keep")
+        )
     except InputError as err:
         raise bad_request(str(err)) from None
     return request
@@ -143,8 +144,10 @@ def parse_infer_params(params: str | None, model: str = "") -> dict:
     try:
         value = json.loads(params)
     except (TypeError, ValueError) as err:
-        raise bad_request(f"infer request for {model}: the form field `params` is not JSON ({err}); send a JSON object, "
-                          'e.g. params={"foreground": [[10, 20]]}.') from None
+        raise bad_request(
+            f"infer request for {model}: the form field `params` is not JSON ({err}); send a JSON object, "
+            'e.g. params={"foreground": [[10, 20]]}.'
+        ) from None
     if not isinstance(value, dict):
         raise bad_request(f"infer request for {model}: the form field `params` must be a JSON object, got "
                           f"{type(value).__name__}.")
@@ -182,7 +185,9 @@ def guard_endpoints(trainers: Callable[[], dict]) -> bool:
             for name in names:
                 body = (params or {}).get(name) or {}
                 if not isinstance(body, dict):
-                    raise bad_request(f"train request: the body for {name} must be a JSON object, got {type(body).__name__}.")
+                    raise bad_request(
+                        f"train request: the body for {name} must be a JSON object, got {type(body).__name__}."
+                    )
                 check_train_request({**body, "model": name}, names)
             unknown = sorted(set(params or {}) - set(names))
             if unknown:

@@ -21,7 +21,10 @@ VERSIONS_DIR = "versions"
 def check_image_id(image_id: str) -> None:
     """400 for ids that look like paths (they could leave the studies folder); datastore ids are plain names."""
     if not image_id or "/" in image_id or "\\" in image_id or image_id in (".", "..") or "\x00" in image_id:
-        raise bad_request(f"Image id {image_id!r} is not a datastore id: ids are plain names, never paths (list them with GET /datastore/).")
+        raise bad_request(
+            f"Image id {image_id!r} is not a datastore id: ids are plain names, never paths (list them with GET "
+            f"/datastore/)."
+        )
 
 
 def archived_versions(vdir: str, image_id: str) -> dict[int, str]:

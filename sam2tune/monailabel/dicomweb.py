@@ -45,11 +45,14 @@ def segment_names(label_info: dict, labels: list[int]) -> dict[int, str]:
 
 
 def label_on_series(label_path: str, series_files: list[str]) -> np.ndarray:
-    """Label file (NIfTI/NRRD in patient space) -> (D, H, W) label map on the series grid, slices in `series_files` order."""
+    """Label file (NIfTI/NRRD in patient space) -> (D, H, W) label map on the series grid,
+    slices in `series_files` order."""
     reference = sitk.ReadImage(series_files)
     label = sitk.ReadImage(label_path)
     if label.GetDimension() != 3:
-        raise unprocessable(f"Label {os.path.basename(label_path)} is {label.GetDimension()}D; a DICOM series needs a 3D label.")
+        raise unprocessable(
+            f"Label {os.path.basename(label_path)} is {label.GetDimension()}D; a DICOM series needs a 3D label."
+        )
     # Nearest neighbour in physical space: the uploaded label may carry any orientation the client saved it in.
     resampled = sitk.Resample(label, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
     return sitk.GetArrayFromImage(resampled)
@@ -71,16 +74,23 @@ class SAM2DICOMWebDatastore(DICOMWebDatastore):
         files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(image_dir, image_id)) or list(
             sitk.ImageSeriesReader.GetGDCMSeriesFileNames(image_dir))
         if not files:
-            raise not_found(f"Series {image_id}: no DICOM files cached in {image_dir}; re-open the image (GET /infer or /datastore/image).")
+            raise not_found(
+                f"Series {image_id}: no DICOM files cached in {image_dir}; re-open the image (GET /infer or "
+                f"/datastore/image)."
+            )
         return files
 
     def upload_seg(self, image_id: str, label_filename: str, label_info: dict[str, Any]) -> tuple[str, str]:
-        """Label file -> DICOM SEG referencing the series -> STOW-RS; returns (SEG SeriesInstanceUID, SOPInstanceUID)."""
+        """Label file -> DICOM SEG referencing the series -> STOW-RS; returns (SEG SeriesInstanceUID,
+        SOPInstanceUID)."""
         files = self._series_files(image_id)
         label_map = label_on_series(label_filename, files)
         labels = sorted(int(v) for v in np.unique(label_map) if v != 0)
         if not labels:
-            raise unprocessable(f"Label {os.path.basename(label_filename)} for series {image_id} is empty; nothing to store as DICOM SEG.")
+            raise unprocessable(
+                f"Label {os.path.basename(label_filename)} for series {image_id} is empty; nothing to store as DICOM "
+                f"SEG."
+            )
         out = tempfile.NamedTemporaryFile(suffix=".dcm", delete=False).name
         try:
             write_dicom_seg(label_map, files, out, segment_names(label_info, labels),
@@ -92,7 +102,9 @@ class SAM2DICOMWebDatastore(DICOMWebDatastore):
         logger.info("Stored DICOM SEG %s (segments %s) for series %s", seg.SeriesInstanceUID, labels, image_id)
         return str(seg.SeriesInstanceUID), str(seg.SOPInstanceUID)
 
-    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any], label_id: str = "") -> str:
+    def save_label(
+        self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any], label_id: str = ""
+    ) -> str:
         """Validate -> (tag final) SEG to the DICOMweb server -> local cache copy (the replaced one archived as
         versions/<id>.v<N>); returns the label id."""
         image_uri = self.get_image_uri(image_id)
@@ -112,7 +124,9 @@ class SAM2DICOMWebDatastore(DICOMWebDatastore):
             if converted and os.path.exists(converted):
                 os.unlink(converted)
 
-    def _save(self, image_id: str, image_uri: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
+    def _save(
+        self, image_id: str, image_uri: str, label_filename: str, label_tag: str, label_info: dict[str, Any]
+    ) -> str:
         read_label(label_filename, load_image(image_uri))  # 422 naming the file when it cannot be used
         # The cached copy of the label being replaced is archived (highest version + 1), as on the local datastore;
         # for `final` its DICOM SEG stays on the DICOMweb server and is named in previous_SeriesInstanceUID.
@@ -137,13 +151,17 @@ def dicomweb_datastore(url: str) -> SAM2DICOMWebDatastore:
 
         session = create_session_from_gcp_credentials()
     elif settings.MONAI_LABEL_DICOMWEB_USERNAME and settings.MONAI_LABEL_DICOMWEB_PASSWORD:
-        session = create_session_from_user_pass(settings.MONAI_LABEL_DICOMWEB_USERNAME, settings.MONAI_LABEL_DICOMWEB_PASSWORD)
+        session = create_session_from_user_pass(
+            settings.MONAI_LABEL_DICOMWEB_USERNAME, settings.MONAI_LABEL_DICOMWEB_PASSWORD
+        )
     else:
         session = None
     client = DICOMwebClientX(url=url, session=session, qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
-                             wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX, stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
+                             wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
+                             stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
     cache = (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip()
     logger.info("DICOMweb datastore %s (SEG write-back: pydicom-seg, no dcmqi)", url)
     return SAM2DICOMWebDatastore(client, settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER, cache or None,
-                                 settings.MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME, settings.MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI)
+                                 settings.MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME,
+                                 settings.MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI)
 

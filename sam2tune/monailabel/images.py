@@ -54,7 +54,9 @@ def load_image(path: str, in_channels: int = 3, window: tuple[float, float] | No
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3:
-        raise unprocessable(f"Image {os.path.basename(path)} has shape {arr.shape}; expected a 2D photo or a 3D volume.")
+        raise unprocessable(
+            f"Image {os.path.basename(path)} has shape {arr.shape}; expected a 2D photo or a 3D volume."
+        )
     lo, hi = (float(window[0]), float(window[1])) if window else (float(arr.min()), float(arr.max()))
     arr = np.clip((arr - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     affine = np.asarray(getattr(img, "affine", np.eye(4)), dtype=np.float64)
@@ -75,7 +77,8 @@ def slice_input(image: LoadedImage, k: int, in_channels: int) -> np.ndarray:
 
 
 def write_mask(image: LoadedImage, mask: np.ndarray, suffix: str = "") -> str:
-    """Label map -> temp file: PNG (H, W) for photos, NIfTI (I, J, K) with the image's affine for volumes (NRRD if suffix is .nrrd)."""
+    """Label map -> temp file: PNG (H, W) for photos, NIfTI (I, J, K) with the image's affine for volumes
+    (NRRD if suffix is .nrrd)."""
     mask = np.asarray(mask, dtype=np.uint8)
     if image.is_volume and suffix == ".nrrd":
         # OHIF v3's MONAI Label panel asks for NRRD: SimpleITK copies the source volume's geometry (LPS) verbatim
@@ -95,7 +98,8 @@ def write_mask(image: LoadedImage, mask: np.ndarray, suffix: str = "") -> str:
 
 
 def read_label(path: str, like: LoadedImage) -> np.ndarray:
-    """Uploaded label file -> integer array in the geometry of `like` ((H, W) photos, (I, J, K) volumes); 422 if unusable."""
+    """Uploaded label file -> integer array in the geometry of `like` ((H, W) photos, (I, J, K) volumes);
+    422 if unusable."""
     name = os.path.basename(path)
     try:
         if path.lower().endswith(PHOTO_EXT):
@@ -106,8 +110,13 @@ def read_label(path: str, like: LoadedImage) -> np.ndarray:
             if not like.is_volume:
                 arr = np.squeeze(arr).T  # a 2D label saved as NIfTI (Slicer) is indexed (I, J): rows are J
     except Exception as err:
-        raise unprocessable(f"Cannot read label file {name} ({type(err).__name__}: {err}). Upload a PNG or NIfTI mask.") from err
+        raise unprocessable(
+            f"Cannot read label file {name} ({type(err).__name__}: {err}). Upload a PNG or NIfTI mask."
+        ) from err
     expected = like.array.shape if like.is_volume else like.array.shape[1:]
     if tuple(arr.shape) != tuple(expected):
-        raise unprocessable(f"Label {name} has shape {tuple(arr.shape)} but its image {os.path.basename(like.path)} has {tuple(expected)}.")
+        raise unprocessable(
+            f"Label {name} has shape {tuple(arr.shape)} but its image {os.path.basename(like.path)} has "
+            f"{tuple(expected)}."
+        )
     return arr.astype(np.int64)

@@ -38,7 +38,8 @@ def _autocast(model: BundleModel) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=model.settings.use_amp(str(device)))
 
 
-def predict_slice(model: BundleModel, x: np.ndarray, prompt: SlicePrompt | None, mask_prompt: torch.Tensor | None = None,
+def predict_slice(model: BundleModel, x: np.ndarray, prompt: SlicePrompt | None,
+                  mask_prompt: torch.Tensor | None = None,
                   return_low_res: bool = False) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
     """Input (C, H, W) in [0, 1] + prompt (model pixels) -> foreground probability (H, W) float32.
 
@@ -146,7 +147,10 @@ class SAM2InferTask(InferTask):
         if not isinstance(label, str) or not label:
             return 1
         if label not in self.labels:
-            raise bad_request(f"Model {self.model.name} has no label {label!r}; its labels are {sorted(self.labels)} (see GET /info/).")
+            raise bad_request(
+                f"Model {self.model.name} has no label {label!r}; its labels are {sorted(self.labels)} (see GET "
+                f"/info/)."
+            )
         return int(self.labels[label])
 
     def _prompts(self, request: dict, image: LoadedImage) -> dict[int, SlicePrompt]:
@@ -172,7 +176,9 @@ class SAM2InferTask(InferTask):
         start = time.perf_counter()
         path = request["image"]
         if self.dimension == 2 and not is_photo(path):
-            raise bad_request(f"Model {self.model.name} is 2D and reads photos (JPEG/PNG); {path.rsplit('/', 1)[-1]} is not one.")
+            raise bad_request(
+                f"Model {self.model.name} is 2D and reads photos (JPEG/PNG); {path.rsplit('/', 1)[-1]} is not one."
+            )
         image = load_image(path, self.model.in_channels, self.model.hu_window)
         threshold = float(request.get("threshold", self.threshold))
         label_value = self._label_value(request)
@@ -213,11 +219,20 @@ class SAM2InferTask(InferTask):
         if state is None:
             return Decision(False, "automatic"), None, generation
         stored = self.sessions.get(state["key"])
-        return decide(stored, state["clicks"], state["roi"], state["options"], generation, state["reset"]), stored, generation
+        return (
+            decide(stored, state["clicks"], state["roi"], state["options"], generation, state["reset"]),
+            stored,
+            generation,
+        )
 
     @staticmethod
     def _session_json(decision: Decision, clicks: int, key_slice: int | None = None) -> dict:
-        out = {"refined": decision.refined, "reason": decision.reason, "clicks": clicks, "new_clicks": len(decision.new_clicks)}
+        out = {
+            "refined": decision.refined,
+            "reason": decision.reason,
+            "clicks": clicks,
+            "new_clicks": len(decision.new_clicks),
+        }
         if key_slice is not None:
             out["key_slice"] = int(key_slice)
         return out
@@ -282,7 +297,9 @@ class SAM2InferTask(InferTask):
             )
             for k in [key] + [k for k in keys if k != key]
         ]
-        volume = torch.from_numpy(np.stack([slice_input(image, k, c) for k in range(image.array.shape[2])]).astype(np.float32))
+        volume = torch.from_numpy(
+            np.stack([slice_input(image, k, c) for k in range(image.array.shape[2])]).astype(np.float32)
+        )
         chunk = int(self.model.parser.get("chunk_size", 16) or 16)  # frames per encoder batch (bounds memory)
         with self.model.lock, torch.no_grad(), _autocast(self.model):
             net = self.model.network()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -15,6 +16,59 @@ from sam2tune.monailabel.settings import AppSettings
 from sam2tune.networks import CheckpointMismatchError, load_finetuned_state_dict, read_state_dict
 
 logger = logging.getLogger(__name__)
+
+DIMENSION_KEY = "data_dimension"  # metadata.json: 2 = the bundle reads photos / slices, 3 = volumes
+
+
+def read_metadata(root: str | os.PathLike) -> dict:
+    """A bundle's ``configs/metadata.json``.
+
+    Args:
+        root: the bundle folder.
+
+    Returns:
+        The metadata mapping.
+
+    Raises:
+        ValueError: the file is missing or is not a JSON object (the message names the file).
+    """
+    path = os.path.join(root, "configs", "metadata.json")
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read the bundle's metadata ({exc}); every bundle needs a JSON "
+                         "configs/metadata.json (see docs/bundle_authoring.md).") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: metadata must be a JSON object, got {type(meta).__name__}.")
+    return meta
+
+
+def data_dimension(meta: dict, source: str = "metadata.json") -> int:
+    """The dimension of the images a bundle serves: 2 (photos) or 3 (volumes).
+
+    Read from the metadata key ``data_dimension``. The per-slice SAM2 network of a 3D bundle declares 2D I/O in
+    ``network_data_format`` (what the model zoo's ``verify_net_in_out`` checks), so the length of ``spatial_shape``
+    (MONAI Label's rule for its own bundle tasks) cannot tell a volume bundle from a photo bundle here; it is used
+    only when ``data_dimension`` is absent.
+
+    Args:
+        meta: the bundle's metadata.
+        source: the file name for error messages.
+
+    Returns:
+        2 or 3.
+
+    Raises:
+        ValueError: ``data_dimension`` is present but not 2 or 3.
+    """
+    if DIMENSION_KEY in meta:
+        dim = meta[DIMENSION_KEY]
+        if isinstance(dim, bool) or dim not in (2, 3):
+            raise ValueError(f"{source}: {DIMENSION_KEY} must be 2 (photos / slices) or 3 (volumes), got {dim!r}.")
+        return int(dim)
+    shape = meta.get("network_data_format", {}).get("inputs", {}).get("image", {}).get("spatial_shape")
+    return len(shape) if shape else 3
 
 
 class BundleModel:
@@ -32,10 +86,13 @@ class BundleModel:
         self.ckpt_dir = os.path.join(settings.model_dir, name)
         self.model_path = os.path.join(self.ckpt_dir, "model.pt")
         self.config_file = os.path.join(self.root, "configs", "inference.json")
+        self.metadata = read_metadata(self.root)
+        self.dimension = data_dimension(self.metadata, os.path.join(self.root, "configs", "metadata.json"))
         self.parser = ConfigParser()
         self.parser.read_config(self.config_file)
         self.parser.update({"ckpt_dir": self.ckpt_dir, **settings.network_overrides()})
-        # A wrapped network_def (abdomen: BoxPromptedSegmenter for the zoo's checks) is served as the SAM2Segmenter inside.
+        # A wrapped network_def (abdomen: BoxPromptedSegmenter for the zoo's checks) is served as the SAM2Segmenter
+        # inside.
         self.net_id = "network_def#segmenter" if "segmenter" in self.parser.get("network_def", {}) else "network_def"
         net_cfg = self.parser.get(self.net_id, {})
         self.in_channels = int(net_cfg.get("in_channels", 3))

@@ -31,7 +31,9 @@ def _points(request: dict, key: str, label_name: str | None) -> list:
     if pts is None:
         return []
     if not isinstance(pts, list) or any(not isinstance(p, (list, tuple)) or len(p) < 2 for p in pts):
-        raise bad_request(f"'{key}' must be a list of [i, j] or [i, j, k] clicks in IJK voxel coordinates, got {pts!r}.")
+        raise bad_request(
+            f"'{key}' must be a list of [i, j] or [i, j, k] clicks in IJK voxel coordinates, got {pts!r}."
+        )
     return pts
 
 
@@ -57,7 +59,9 @@ def parse_prompts(request: dict, ijk_shape: tuple[int, ...], label_name: str | N
             k = (ijk[2] if len(ijk) > 2 else default_k) if is_volume else -1
             if k is None:
                 raise bad_request(f"{key} click {p!r} has no slice index k and the request has no 'slice'.")
-            inside = 0 <= ijk[0] < ijk_shape[0] and 0 <= ijk[1] < ijk_shape[1] and (not is_volume or 0 <= k < ijk_shape[2])
+            inside = (
+                0 <= ijk[0] < ijk_shape[0] and 0 <= ijk[1] < ijk_shape[1] and (not is_volume or 0 <= k < ijk_shape[2])
+            )
             if not inside:
                 raise bad_request(f"{key} click {p!r} is outside the image (IJK size {list(ijk_shape)}).")
             s = slot(k)
@@ -75,7 +79,9 @@ def parse_prompts(request: dict, ijk_shape: tuple[int, ...], label_name: str | N
         if is_volume:
             k0, k1 = (int(roi[4]), int(roi[5])) if len(roi) == 6 else (default_k, default_k)
             if k0 is None or not (0 <= k0 <= k1 < ijk_shape[2] + 1):
-                raise bad_request(f"roi {roi!r} has no valid slice range within 0..{ijk_shape[2]} (IJK size {list(ijk_shape)}).")
+                raise bad_request(
+                    f"roi {roi!r} has no valid slice range within 0..{ijk_shape[2]} (IJK size {list(ijk_shape)})."
+                )
             # The box prompts the ROI's middle slice; propagation covers the rest.
             k = default_k if default_k is not None and k0 <= default_k <= k1 else (k0 + k1) // 2
             k = min(k, ijk_shape[2] - 1)

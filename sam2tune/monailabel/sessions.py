@@ -43,7 +43,9 @@ def request_clicks(prompts: dict[int, SlicePrompt]) -> tuple[Click, ...]:
 
 def request_roi(prompts: dict[int, SlicePrompt]) -> tuple:
     """Parsed prompts -> a hashable form of the ROI boxes ((slice, (x0, y0, x1, y1)), ...); () without ROI."""
-    return tuple(sorted((int(k), tuple(round(float(v), 3) for v in p.box)) for k, p in prompts.items() if p.box is not None))
+    return tuple(
+        sorted((int(k), tuple(round(float(v), 3) for v in p.box)) for k, p in prompts.items() if p.box is not None)
+    )
 
 
 @dataclass

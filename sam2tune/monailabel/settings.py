@@ -55,8 +55,11 @@ class AppSettings:
                     value = check_value(f.name, value, SETTINGS_SPECS[f.name], "--conf")
                 setattr(self, f.name, str(value).lower() if f.name == "amp" else value)
         if self.image_size and (self.image_size < 32 or self.image_size % 16):
-            raise InputError("image_size", f"--conf image_size={self.image_size}: expected 0 (the bundle's own size) or a "
-                                           f"multiple of 16 from 32 to 4096 (e.g. 64, 256, 1024).")
+            raise InputError(
+                "image_size",
+                f"--conf image_size={self.image_size}: expected 0 (the bundle's own size) or a "
+                f"multiple of 16 from 32 to 4096 (e.g. 64, 256, 1024).",
+            )
         check_mapping(self.extra, SETTINGS_SPECS, "--conf", unknown="keep")
 
     @classmethod
@@ -115,7 +118,8 @@ class AppSettings:
         return as_bool(self.amp, "--conf amp") and device.startswith("cuda") if self.amp else device.startswith("cuda")
 
     def torch_device(self) -> str:
-        """The device string to run on ('cpu', 'cuda' or 'cuda:N', checked: it is formatted into a config expression)."""
+        """The device string to run on ('cpu', 'cuda' or 'cuda:N', checked:
+        it is formatted into a config expression)."""
         import torch
 
         return check_device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))

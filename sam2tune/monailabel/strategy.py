@@ -36,7 +36,9 @@ class EpistemicStrategy(Strategy):
         max_images: score at most this many unlabeled images (the most recently added last), bounding latency.
     """
 
-    def __init__(self, models: dict[str, BundleModel], num_samples: int = 5, uncertainty: str = "entropy", max_images: int = 50) -> None:
+    def __init__(
+        self, models: dict[str, BundleModel], num_samples: int = 5, uncertainty: str = "entropy", max_images: int = 50
+    ) -> None:
         super().__init__(f"Epistemic (MC dropout, {uncertainty}) over SAM2 bundles")
         if not models:
             raise ValueError("EpistemicStrategy needs at least one bundle model.")
@@ -56,7 +58,7 @@ class EpistemicStrategy(Strategy):
         return uncertainty_score(mean, var, self.uncertainty)
 
     def __call__(self, request: dict, datastore: Datastore) -> dict | None:
-        """Request (`model`, `label_tag`, `labels`) -> {"id", "score", "scores"} of the most uncertain unlabeled image."""
+        """Request (`model`, `label_tag`, `labels`) -> {"id", "score", "scores"} of the most uncertain image."""
         requested = request.get("model")
         if requested is not None and requested not in self.models:
             raise bad_request(f"Unknown model {requested!r} for epistemic scoring; served: {sorted(self.models)}.")
@@ -65,7 +67,7 @@ class EpistemicStrategy(Strategy):
         # Without a `model`, the first bundle that can read some unlabeled image scores them.
         for name in [requested] if requested else list(self.models):
             model = self.models[name]
-            want_photo = "LoadJPEGd" in str(model.parser.get("preprocessing"))
+            want_photo = model.dimension == 2
             paths = {i: datastore.get_image_uri(i) for i in images[: self.max_images]}
             scores = {i: self.score(model, p) for i, p in paths.items() if is_photo(p) == want_photo}
             if scores:
@@ -73,7 +75,14 @@ class EpistemicStrategy(Strategy):
         if not scores:
             return None
         best = max(scores, key=scores.get)
-        logger.info("Epistemic (%s, %s): %d images scored, picked %s (%.4f)", name, self.uncertainty, len(scores), best, scores[best])
+        logger.info(
+            "Epistemic (%s, %s): %d images scored, picked %s (%.4f)",
+            name,
+            self.uncertainty,
+            len(scores),
+            best,
+            scores[best],
+        )
         strategy = request.get("strategy", "epistemic")
         datastore.update_image_info(best, {"strategy": {strategy: {"ts": int(time.time()), "score": scores[best]}}})
         return {"id": best, "score": scores[best], "scores": scores, "model": name}

@@ -6,14 +6,15 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from monai.bundle import ConfigWorkflow
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 from PIL import Image
 
+from sam2tune.bundles import run_workflow
 from sam2tune.monailabel.errors import bad_request, not_found
 from sam2tune.monailabel.images import is_photo, load_image, read_label
 from sam2tune.monailabel.model import BundleModel
@@ -46,7 +47,9 @@ def check_train_request(request: dict, trainers: Mapping[str, object]) -> dict:
         HTTPException: 404 for an unknown model, 400 naming the key and its allowed values for a bad one.
     """
     if not isinstance(request, Mapping):
-        raise bad_request(f"train request: expected a JSON object, got {type(request).__name__}; allowed keys: {sorted(TRAIN_KEYS)}.")
+        raise bad_request(
+            f"train request: expected a JSON object, got {type(request).__name__}; allowed keys: {sorted(TRAIN_KEYS)}."
+        )
     model = request.get("model")
     if model not in trainers:
         raise not_found(f"No trainer {model!r}; trainers: {sorted(trainers)} (see GET /info/).")
@@ -112,8 +115,10 @@ def training_datalist(datastore: Datastore, out_dir: str, label_tag: str = "fina
             if num_labels > 1:
                 bad = sorted(set(np.unique(label).tolist()) - set(range(num_labels + 1)))
                 if bad:
-                    raise ValueError(f"Label {os.path.basename(label_path)} of image {image_id} holds values {bad[:5]} outside "
-                                     f"0..{num_labels}: save it with the model's label values (GET /info/ lists them).")
+                    raise ValueError(
+                        f"Label {os.path.basename(label_path)} of image {image_id} holds values {bad[:5]} outside "
+                        f"0..{num_labels}: save it with the model's label values (GET /info/ lists them)."
+                    )
                 values = label.astype(np.uint8)
             else:
                 values = (label > 0).astype(np.uint8)
@@ -324,17 +329,8 @@ class SAM2BundleTrainTask(TrainTask):
         given = self.checked_request(request)  # before any file is written
         tag = given.get("label_tag", "final")
         train, val = self.datalists(datastore, tag)
-        logger.info("Fine-tuning %s on %d items (%s labels, tag %s)", self.model.name, len(train), self.label_format, tag)
-        root = self.model.root
-        wf = ConfigWorkflow(
-            config_file=os.path.join(root, "configs", "train.json"),
-            meta_file=os.path.join(root, "configs", "metadata.json"),
-            logging_file=False,
-            run_id="run",
-            workflow_type=None,
-            **self.overrides(request, train, val),
+        logger.info(
+            "Fine-tuning %s on %d items (%s labels, tag %s)", self.model.name, len(train), self.label_format, tag
         )
-        wf.initialize()
-        wf.run()
-        wf.finalize()
+        run_workflow(Path(self.model.root), ["train"], **self.overrides(request, train, val))
         return {"images": len({i.get("subject", i["id"]) for i in train}), "items": len(train), **self.stats()}

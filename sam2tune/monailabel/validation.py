@@ -187,13 +187,15 @@ def check_mapping(values: Mapping[str, Any], specs: Mapping[str, Spec], where: s
         if key in specs:
             out[key] = check_value(key, value, specs[key], where)
         elif unknown == "refuse":
-            raise InputError(key, f"{where} unknown key {key!r}; allowed keys: {sorted(k for k in specs if k not in hidden)}.")
+            raise InputError(
+                key, f"{where} unknown key {key!r}; allowed keys: {sorted(k for k in specs if k not in hidden)}."
+            )
         elif isinstance(value, str):
             check_plain_string(value, key, where)
     return out
 
 
-# ---- the whitelists ---------------------------------------------------------------------------------------------------
+# ---- the whitelists --------------------------------------------------------------------------------------------------
 TRAIN_SPECS: dict[str, Spec] = {
     "max_epochs": Spec("int", 1, 100_000),
     "learning_rate": Spec("float", 0.0, 1.0, low_open=True),

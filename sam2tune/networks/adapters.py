@@ -9,7 +9,14 @@ ADAPTER_PREFIX = "adapter"
 
 
 class BottleneckAdapter(nn.Module):
-    """x -> x + up(act(down(x))) on the last dim; `up` starts at zero so the wrapped block is unchanged at step 0."""
+    """Houlsby-style bottleneck on the last dim: ``up(act(down(x)))``, the residual update a block's output gets.
+
+    ``up`` starts at zero, so a block with a fresh adapter computes exactly what it did before (identity at step 0).
+
+    Args:
+        dim: width of the features the adapter sees (the Hiera block's ``dim_out``).
+        bottleneck: width of the hidden layer.
+    """
 
     def __init__(self, dim: int, bottleneck: int = 32) -> None:
         super().__init__()
@@ -20,7 +27,14 @@ class BottleneckAdapter(nn.Module):
         nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., dim) -> (..., dim) residual update."""
+        """Compute the residual update of ``x``.
+
+        Args:
+            x: features (..., dim).
+
+        Returns:
+            The update (..., dim); the caller adds it to ``x``.
+        """
         return self.up(self.act(self.down(x)))
 
 
@@ -30,7 +44,18 @@ def _adapter_hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> tor
 
 
 def add_hiera_adapters(trunk: nn.Module, bottleneck: int = 32) -> int:
-    """Attach a BottleneckAdapter after every block of a Hiera trunk (idempotent); return how many were added."""
+    """Attach a BottleneckAdapter after every block of a Hiera trunk, in place (idempotent).
+
+    The adapter is a child module ``block.adapter`` applied by a forward hook, so the block's own parameter names
+    (and official checkpoints) are unchanged; it is created on the block's device and dtype.
+
+    Args:
+        trunk: a Hiera trunk (``sam.image_encoder.trunk``) with a ``blocks`` list.
+        bottleneck: width of each adapter's hidden layer.
+
+    Returns:
+        How many adapters were added (0 when every block already has one).
+    """
     added = 0
     for block in trunk.blocks:
         if hasattr(block, ADAPTER_PREFIX):
@@ -43,7 +68,14 @@ def add_hiera_adapters(trunk: nn.Module, bottleneck: int = 32) -> int:
 
 
 def adapter_bottleneck_in(state_dict: dict[str, torch.Tensor]) -> int:
-    """Return the bottleneck width of Hiera adapters found in a state_dict (0 if none)."""
+    """Find the bottleneck width of the Hiera adapters a state_dict holds.
+
+    Args:
+        state_dict: a SAM2Segmenter (or SAM2Base) state_dict.
+
+    Returns:
+        The width of the first ``...trunk.blocks.*.adapter.down.weight`` found, 0 when there is none.
+    """
     for k, v in state_dict.items():
         if ".trunk.blocks." in k and k.endswith(f"{ADAPTER_PREFIX}.down.weight"):
             return int(v.shape[0])

@@ -27,7 +27,14 @@ OFFICIAL_URLS = {
 
 @dataclass
 class CheckpointReport:
-    """What loading a checkpoint did: its path, detected variant and the keys that did not match."""
+    """What loading a checkpoint did: its path, detected variant and the keys that did not match.
+
+    Attributes:
+        path: the checkpoint file.
+        variant: the SAM2 variant its weights reveal (``checkpoint_variant``), None if unknown.
+        missing_keys: model keys the file lacks.
+        unexpected_keys: file keys the model lacks.
+    """
 
     path: str
     variant: str | None
@@ -36,12 +43,23 @@ class CheckpointReport:
 
     @property
     def exact(self) -> bool:
-        """True when every key matched."""
+        """Whether every key matched (no missing and no unexpected key)."""
         return not self.missing_keys and not self.unexpected_keys
 
 
 def sam2_config_name(variant: str, version: str = "2.1") -> str:
-    """Return the `sam2` package config name of a variant, e.g. configs/sam2.1/sam2.1_hiera_t.yaml."""
+    """Name the `sam2` package's config file of a variant.
+
+    Args:
+        variant: tiny | small | base_plus | large.
+        version: SAM2 release, "2.1" or "2".
+
+    Returns:
+        The hydra config name, e.g. ``configs/sam2.1/sam2.1_hiera_t.yaml``.
+
+    Raises:
+        ValueError: for an unknown variant or version.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"Unknown sam2_variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
     if version not in ("2", "2.1"):
@@ -58,11 +76,29 @@ def build_sam2_model(
     device: str | torch.device = "cpu",
     warn_random_init: bool = True,
 ) -> SAM2Base:
-    """Build a SAM2Base of `variant` at a square `image_size` (multiple of 32), random init or from `checkpoint`."""
+    """Build a SAM2Base of `variant` at a square `image_size` with `sam2.build_sam.build_sam2`, in eval mode.
+
+    Args:
+        variant: tiny | small | base_plus | large.
+        image_size: square model input size, a positive multiple of 32 (Hiera's total stride).
+        checkpoint: official SAM2 checkpoint to load (``load_sam2_checkpoint``); None = random init.
+        version: SAM2 release, "2.1" or "2".
+        device: device to build on.
+        warn_random_init: log a loud warning (with the download URL) when no checkpoint is given.
+
+    Returns:
+        The SAM2 model.
+
+    Raises:
+        ValueError: for an unknown variant or version, an image size that is not a positive multiple of 32, or a
+            checkpoint that does not fit (see ``load_sam2_checkpoint``).
+        FileNotFoundError: when `checkpoint` does not exist.
+    """
     config = sam2_config_name(variant, version)
     if image_size % 32 != 0 or image_size < 32:
         raise ValueError(f"image_size={image_size} must be a positive multiple of 32 (Hiera's total stride).")
-    model = build_sam2(config, None, device=str(device), mode="eval", hydra_overrides_extra=[f"++model.image_size={image_size}"])
+    overrides = [f"++model.image_size={image_size}"]
+    model = build_sam2(config, None, device=str(device), mode="eval", hydra_overrides_extra=overrides)
     if checkpoint:
         load_sam2_checkpoint(model, checkpoint, variant=variant, version=version)
     elif warn_random_init:
@@ -76,7 +112,14 @@ def build_sam2_model(
 
 
 def checkpoint_variant(state_dict: dict[str, torch.Tensor]) -> str | None:
-    """Guess the SAM2 variant of a state_dict from its Hiera width and depth (None if unknown)."""
+    """Guess the SAM2 variant of a state_dict from its Hiera width and depth.
+
+    Args:
+        state_dict: an official SAM2 state_dict (keys ``image_encoder.*``, no ``sam.`` prefix).
+
+    Returns:
+        tiny | small | base_plus | large, or None when the keys match no known variant.
+    """
     pos = state_dict.get("image_encoder.trunk.pos_embed")
     if pos is None:
         return None
@@ -85,7 +128,18 @@ def checkpoint_variant(state_dict: dict[str, torch.Tensor]) -> str | None:
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file safely (weights_only) and return its state_dict ({"model": sd} is unwrapped)."""
+    """Read a checkpoint file safely with ``torch.load(weights_only=True)`` onto the CPU.
+
+    Args:
+        path: a checkpoint file: a state_dict, or ``{"model": state_dict}`` as Meta's releases are.
+
+    Returns:
+        The state_dict (a ``{"model": ...}`` wrapper removed).
+
+    Raises:
+        FileNotFoundError: when `path` does not exist (the message gives the official download URL).
+        ValueError: when torch cannot read the file with weights_only, or it holds no state_dict of tensors.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Checkpoint not found: {path}. Download an official SAM2 checkpoint (e.g. "
@@ -102,12 +156,28 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     return ckpt
 
 
-def load_sam2_checkpoint(model: SAM2Base, path: str, variant: str | None = None, version: str = "2.1") -> CheckpointReport:
+def load_sam2_checkpoint(
+    model: SAM2Base, path: str, variant: str | None = None, version: str = "2.1"
+) -> CheckpointReport:
     """Load an official SAM2 checkpoint into `model`, refusing another variant and reporting key mismatches.
 
     Tolerant on purpose (Meta's releases differ by a few keys): missing / unexpected keys are logged and returned;
     another variant, a shape mismatch or a file with no SAM2 key at all raise. Fine-tuned sam2tune files load
-    strictly instead (`sam2tune.networks.segmenter.load_finetuned_state_dict`).
+    strictly instead (`sam2tune.networks.state_fit.load_finetuned_state_dict`).
+
+    Args:
+        model: the SAM2Base to load into (in place).
+        path: the checkpoint file.
+        variant: the variant `model` was built as; None skips the variant check.
+        version: SAM2 release of `model` ("2.1" or "2"), for the download URL in messages.
+
+    Returns:
+        What was loaded: path, detected variant, missing and unexpected keys.
+
+    Raises:
+        FileNotFoundError: when `path` does not exist.
+        ValueError: when the file is unreadable, is another variant, has a tensor of another shape, or holds no
+            SAM2 key at all.
     """
     state_dict = read_state_dict(path)
     found = checkpoint_variant(state_dict)

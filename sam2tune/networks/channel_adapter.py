@@ -7,7 +7,16 @@ from torch import nn
 
 
 class ChannelAdapter(nn.Module):
-    """(B, C, H, W) -> (B, 3, H, W): identity for 3, replicate for 1, a 1x1 conv started as the channel mean for N."""
+    """Map (B, C, H, W) images to SAM2's (B, 3, H, W): identity for 3, replicate for 1, a 1x1 conv for N.
+
+    The N-channel conv (no bias) starts as the channel mean, so pretrained features stay meaningful at step 0.
+
+    Args:
+        in_channels: channels of the images given to forward (>= 1).
+
+    Raises:
+        ValueError: when `in_channels` < 1.
+    """
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
@@ -21,7 +30,17 @@ class ChannelAdapter(nn.Module):
             nn.init.constant_(self.proj.weight, 1.0 / in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, 3, H, W)."""
+        """Map the channels of `x` onto 3.
+
+        Args:
+            x: images (B, in_channels, H, W).
+
+        Returns:
+            (B, 3, H, W); for 1 channel an expanded view of `x` (no copy).
+
+        Raises:
+            ValueError: when `x` has another channel count.
+        """
         if x.shape[1] != self.in_channels:
             raise ValueError(f"Expected {self.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)}).")
         if self.proj is not None:

@@ -40,7 +40,20 @@ def _trunk(network: nn.Module) -> nn.Module:
 
 
 def enable_activation_checkpointing(network: nn.Module) -> int:
-    """Checkpoint every `image_encoder.trunk.blocks[i]` of a SAM2Segmenter in place (idempotent); return the count."""
+    """Checkpoint every ``image_encoder.trunk.blocks[i]`` of a SAM2 network in place (idempotent).
+
+    Each block's class is swapped for a subclass whose forward runs under ``torch.utils.checkpoint`` while gradients
+    are enabled, so state_dict keys, peft LoRA layers and adapter hooks are unchanged.
+
+    Args:
+        network: a SAM2Segmenter (its ``sam``) or a SAM2Base.
+
+    Returns:
+        The number of Hiera blocks, all checkpointed now.
+
+    Raises:
+        TypeError: when `network` has no ``image_encoder.trunk``.
+    """
     count = 0
     for block in _trunk(network).blocks:
         if not isinstance(block, _CheckpointedForward):
@@ -50,7 +63,17 @@ def enable_activation_checkpointing(network: nn.Module) -> int:
 
 
 def disable_activation_checkpointing(network: nn.Module) -> int:
-    """Undo enable_activation_checkpointing in place; return how many blocks were restored."""
+    """Undo ``enable_activation_checkpointing`` in place.
+
+    Args:
+        network: a SAM2Segmenter or a SAM2Base.
+
+    Returns:
+        How many blocks were restored to their own class (0 when none was checkpointed).
+
+    Raises:
+        TypeError: when `network` has no ``image_encoder.trunk``.
+    """
     count = 0
     for block in _trunk(network).blocks:
         if isinstance(block, _CheckpointedForward):
@@ -60,5 +83,15 @@ def disable_activation_checkpointing(network: nn.Module) -> int:
 
 
 def is_activation_checkpointed(network: nn.Module) -> bool:
-    """True when every Hiera block of `network` recomputes its activations in backward."""
+    """Tell whether every Hiera block of `network` recomputes its activations in backward.
+
+    Args:
+        network: a SAM2Segmenter or a SAM2Base.
+
+    Returns:
+        True when all blocks are checkpointed.
+
+    Raises:
+        TypeError: when `network` has no ``image_encoder.trunk``.
+    """
     return all(isinstance(b, _CheckpointedForward) for b in _trunk(network).blocks)

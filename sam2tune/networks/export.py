@@ -29,7 +29,7 @@ from sam2tune.utils.atomic import atomic_write_path
 
 logger = logging.getLogger(__name__)
 
-# ---- traceable wrappers -----------------------------------------------------------------------------------------------
+# ---- traceable wrappers ----------------------------------------------------------------------------------------------
 class BoxPromptedSegmenter(nn.Module):
     """A SAM2Segmenter behind a fixed, traceable signature: (image, boxes) -> logits (B, 1, H, W).
 
@@ -64,14 +64,37 @@ class BoxPromptedSegmenter(nn.Module):
             boxes = whole_image_boxes(image)
         return self.segmenter(image, boxes=boxes)
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # noqa: D102 - torch API
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Return the wrapped segmenter's state_dict (keys ``sam.*``, no ``segmenter.`` prefix).
+
+        Args:
+            *args: as for ``nn.Module.state_dict``.
+            **kwargs: as for ``nn.Module.state_dict``.
+
+        Returns:
+            ``self.segmenter.state_dict(*args, **kwargs)``.
+        """
         return self.segmenter.state_dict(*args, **kwargs)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):  # noqa: D102
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """Load a SAM2Segmenter state_dict (e.g. a bundle's model.pt) into the wrapped segmenter.
+
+        Args:
+            state_dict: SAM2Segmenter keys (``sam.*``, ...).
+            strict: as for ``SAM2Segmenter.load_state_dict`` (strict raises ``CheckpointMismatchError``).
+            assign: as for ``nn.Module.load_state_dict``.
+
+        Returns:
+            torch's (missing_keys, unexpected_keys) result.
+        """
         return self.segmenter.load_state_dict(state_dict, strict=strict, assign=assign)
 
     def __prepare_scriptable__(self) -> nn.Module:
-        """What ``torch.jit.script`` compiles in place of this module (see ``prepare_scriptable``)."""
+        """Give ``torch.jit.script`` the module to compile in place of this one.
+
+        Returns:
+            ``prepare_scriptable(self.segmenter, self.trace_size)``: traced graphs behind a scriptable forward.
+        """
         return prepare_scriptable(self.segmenter, self.trace_size)
 
 
@@ -144,6 +167,9 @@ class ScriptableBoxPrompted(nn.Module):
 
         Returns:
             Logits (B, 1, H, W).
+
+        Raises:
+            ValueError: when the image's height or width is not the traced size.
         """
         if image.shape[-2] != self.height or image.shape[-1] != self.width:
             raise ValueError(
@@ -171,9 +197,11 @@ class _Unprompted(nn.Module):
         return self.wrapper(image)
 
 
-# ---- TorchScript -------------------------------------------------------------------------------------------------------
+# ---- TorchScript -----------------------------------------------------------------------------------------------------
 def example_inputs(segmenter: nn.Module, batch: int = 1, size: Sequence[int] | None = None) -> tuple[torch.Tensor, ...]:
-    """Random (image, boxes) for tracing / checking: image in [0, 1], one box per sample inside the image.
+    """Make random (image, boxes) for tracing / checking: image in [0, 1], one box per sample inside the image.
+
+    The values are seeded (the same on every call), and both tensors are on the segmenter's device.
 
     Args:
         segmenter: the SAM2Segmenter (gives in_channels, image_size and device).
@@ -182,6 +210,9 @@ def example_inputs(segmenter: nn.Module, batch: int = 1, size: Sequence[int] | N
 
     Returns:
         (image (batch, C, H, W) float32, boxes (batch, 4) float32).
+
+    Raises:
+        ValueError: when `size` is not a positive (H, W).
     """
     h, w = _size_of(segmenter, size)
     device = _device_of(segmenter)
@@ -197,7 +228,9 @@ def example_inputs(segmenter: nn.Module, batch: int = 1, size: Sequence[int] | N
 def trace_box_prompted(
     segmenter: nn.Module, size: Sequence[int] | None = None, batch: int = 1
 ) -> torch.jit.ScriptModule:
-    """torch.jit.trace the (image, boxes) -> logits graph of a SAM2Segmenter (in eval mode; its mode is restored).
+    """Trace the (image, boxes) -> logits graph of a SAM2Segmenter with ``torch.jit.trace``.
+
+    The segmenter is traced in eval mode (dropout off) and its previous mode is restored afterwards.
 
     Args:
         segmenter: the SAM2Segmenter.
@@ -213,9 +246,10 @@ def trace_box_prompted(
 
 
 def prepare_scriptable(segmenter: nn.Module, size: Sequence[int] | None = None) -> ScriptableBoxPrompted:
-    """The module ``torch.jit.script`` should compile for a SAM2Segmenter (return it from ``__prepare_scriptable__``).
+    """Build the module ``torch.jit.script`` should compile for a SAM2Segmenter (``__prepare_scriptable__``).
 
-    Traces the box-prompted graph and the unprompted one and puts them behind a scriptable ``forward(image, boxes=None)``.
+    Traces the box-prompted graph and the unprompted one and puts them behind a scriptable
+    ``forward(image, boxes=None)``.
 
     Args:
         segmenter: the SAM2Segmenter, weights loaded.
@@ -242,6 +276,8 @@ def export_torchscript(
 ) -> Path:
     """Write a scripted (image, boxes=None) -> logits TorchScript file that ``torch.jit.load`` reads without sam2tune.
 
+    The graph is fixed to the traced input size (see ``ScriptableBoxPrompted``); the batch size stays free.
+
     Args:
         segmenter: the SAM2Segmenter, weights loaded.
         path: the .ts file to write (atomically).
@@ -256,7 +292,7 @@ def export_torchscript(
     return Path(atomic_write_path(path, lambda tmp: torch.jit.save(module, tmp, _extra_files=files)))
 
 
-# ---- helpers -----------------------------------------------------------------------------------------------------------
+# ---- helpers ---------------------------------------------------------------------------------------------------------
 def _size_of(segmenter: nn.Module, size: Sequence[int] | None) -> tuple[int, int]:
     if size is None:
         s = int(segmenter.image_size)

@@ -38,13 +38,19 @@ def decode_rounds(
         target: true masks (B, 1, H, W) at input resolution (> 0.5 = object), where the clicks are taken from.
         rounds: corrective clicks after the first prompt (>= 0).
         size: input resolution (H, W); prompts are in its pixel coordinates.
-        boxes / point_coords / point_labels / mask_prompt: the first prompt, as for ``SAM2Segmenter.forward``.
+        boxes: first prompt: (B, 4) xyxy boxes in input pixels (NaN row = no box), or None.
+        point_coords: first prompt: (B, P, 2) xy clicks in input pixels, or None.
+        point_labels: (B, P) labels of `point_coords` (1 positive, 0 negative, -1 padding).
+        mask_prompt: first prompt: (B, 1, H, W) mask, or None.
         click_mode: "uniform" (training: a random error pixel), "center" (evaluation: the error-centre rule), or a
             simulated user of the app's suggestion ("suggest", "boundary"); see ``sample_error_clicks``.
         clicks: if a list, each round's (points (B, 1, 2), labels (B, 1)) is appended to it.
 
     Returns:
         Logits (B, rounds + 1, H, W): channel 0 answers the first prompt, channel r the prompt after r clicks.
+
+    Raises:
+        ValueError: when `rounds` < 0, or (rounds > 0) `click_mode` is not one of ``sam2tune.prompts.CLICK_MODES``.
     """
     if rounds < 0:
         raise ValueError(f"correction rounds must be >= 0, got {rounds}.")

@@ -95,6 +95,9 @@ def run_onnx(path: str | os.PathLike, inputs: Mapping[str, torch.Tensor]) -> lis
 
     Returns:
         The outputs, in the file's output order, as CPU tensors.
+
+    Raises:
+        ImportError: when onnxruntime is not installed.
     """
     try:
         import onnxruntime
@@ -117,6 +120,9 @@ def onnx_max_abs_diff(
 
     Returns:
         One float per output.
+
+    Raises:
+        ValueError: when the file and the module have different numbers of outputs.
     """
     with _eval(module), torch.no_grad():
         expected = module(*inputs.values())

@@ -18,19 +18,40 @@ from sam2tune.networks.propagator import ObjectPrompt, _point_inputs, _step, enc
 
 
 def relative_spread(x: torch.Tensor) -> torch.Tensor:
-    """(O, ...) per-object tensors -> (O, O) matrix of ||x_i - x_j|| / mean(||x_i||, ||x_j||)."""
+    """Measure how far apart per-object tensors are, relative to their size.
+
+    Args:
+        x: per-object tensors (O, ...), flattened per object.
+
+    Returns:
+        (O, O) float matrix of ``||x_i - x_j|| / mean(||x_i||, ||x_j||)`` (0 on the diagonal).
+    """
     flat = x.flatten(1).float()
     norms = flat.norm(dim=1)
     return torch.cdist(flat, flat) / ((norms[:, None] + norms[None]) / 2).clamp(min=1e-12)
 
 
 @torch.no_grad()
-def memory_identity(segmenter, volume: torch.Tensor, prompts: Sequence[ObjectPrompt], step: int = 1) -> dict[str, torch.Tensor]:
-    """(D, C, H, W) volume + one box/points prompt per object, all on one key slice k -> how distinguishable the
-    objects are to SAM2's tracker on slice k + step: {"memory": (O, O) spread of the key slice's mask memory and
-    object pointers, "conditioned": (O, O) spread of the memory-conditioned features of slice k + step}.
+def memory_identity(
+    segmenter, volume: torch.Tensor, prompts: Sequence[ObjectPrompt], step: int = 1
+) -> dict[str, torch.Tensor]:
+    """Measure how distinguishable the objects are to SAM2's tracker one tracking step after the key slice.
 
     Spreads near 0 between two objects mean the tracker sees the same thing for both and will predict the same mask.
+
+    Args:
+        segmenter: a ``SAM2Segmenter``.
+        volume: (D, C, H, W) volume in [0, 1].
+        prompts: one box and/or points prompt per object, all on the same key slice k.
+        step: which slice to compare on, k + step (negative = backward); not 0.
+
+    Returns:
+        {"memory": (O, O) ``relative_spread`` of the key slice's mask memory and object pointers,
+        "conditioned": (O, O) ``relative_spread`` of the memory-conditioned features of slice k + step}.
+
+    Raises:
+        ValueError: when the prompts sit on several slices, one is a mask prompt, `step` is 0, or slice k + step
+            is outside the volume.
     """
     keys = {int(p.slice) for p in prompts}
     if len(keys) != 1:
@@ -42,7 +63,9 @@ def memory_identity(segmenter, volume: torch.Tensor, prompts: Sequence[ObjectPro
         raise ValueError("step must be non-zero: the key slice itself is prompted, not tracked.")
     target = k + step
     if not 0 <= target < volume.shape[0]:
-        raise ValueError(f"Slice {target} (key {k} + step {step}) is outside the volume (slices 0..{volume.shape[0] - 1}).")
+        raise ValueError(
+            f"Slice {target} (key {k} + step {step}) is outside the volume (slices 0..{volume.shape[0] - 1})."
+        )
     sam, n_obj, device = segmenter.sam, len(prompts), volume.device
     features = encode_frames(segmenter, volume[[k, target]])
     h, w = volume.shape[-2:]
@@ -56,16 +79,38 @@ def memory_identity(segmenter, volume: torch.Tensor, prompts: Sequence[ObjectPro
     # the propagator runs both directions on one increasing step axis (the frame table reverses), so a slice `step`
     # away in either direction is tracking step |step| from the key slice's step 0
     conditioned = sam._prepare_memory_conditioned_features(
-        frame_idx=abs(step), is_init_cond_frame=False, current_vision_feats=feats[-1:], current_vision_pos_embeds=pos[-1:],
-        feat_sizes=features.sizes[-1:], output_dict=memory, num_frames=abs(step) + 1,
+        frame_idx=abs(step),
+        is_init_cond_frame=False,
+        current_vision_feats=feats[-1:],
+        current_vision_pos_embeds=pos[-1:],
+        feat_sizes=features.sizes[-1:],
+        output_dict=memory,
+        num_frames=abs(step) + 1,
     )
     return {"memory": relative_spread(mem), "conditioned": relative_spread(conditioned)}
 
 
 @torch.no_grad()
-def object_slice_table(segmenter, volume: torch.Tensor, label: np.ndarray, prompts: Sequence[Sequence[ObjectPrompt]], object_ids: Sequence[int]) -> list[dict]:
-    """(D, C, H, W) volume, (D, H, W) label, per-object prompts -> one row per object and slice from each object's
-    own propagated logits (no argmax between objects): label and predicted voxels, Dice, object-score logit."""
+def object_slice_table(
+    segmenter,
+    volume: torch.Tensor,
+    label: np.ndarray,
+    prompts: Sequence[Sequence[ObjectPrompt]],
+    object_ids: Sequence[int],
+) -> list[dict]:
+    """Tabulate each object's own propagated mask per slice (no argmax between objects) against its label.
+
+    Args:
+        segmenter: a ``SAM2Segmenter``.
+        volume: (D, C, H, W) volume in [0, 1].
+        label: (D, H, W) label map of object ids.
+        prompts: per object, its prompts (``propagate_volume``); the first one's slice is the key slice.
+        object_ids: the label value of each object, in the order of `prompts`.
+
+    Returns:
+        One dict per object and slice where the label or the prediction (logit > 0) is non-empty: "organ",
+        "slice", "offset" (from the key slice), "label_voxels", "pred_voxels", "dice", "object_score" (logit).
+    """
     logits, scores = propagate_volume(segmenter, volume, prompts)
     rows = []
     for o, organ in enumerate(object_ids):
@@ -76,9 +121,17 @@ def object_slice_table(segmenter, volume: torch.Tensor, label: np.ndarray, promp
             if not pred.any() and not truth.any():
                 continue
             inter = int((pred & truth).sum())
-            rows.append({"organ": int(organ), "slice": z, "offset": z - key, "label_voxels": int(truth.sum()),
-                         "pred_voxels": int(pred.sum()), "dice": 2 * inter / (int(pred.sum()) + int(truth.sum())),
-                         "object_score": float(scores[o, z])})
+            rows.append(
+                {
+                    "organ": int(organ),
+                    "slice": z,
+                    "offset": z - key,
+                    "label_voxels": int(truth.sum()),
+                    "pred_voxels": int(pred.sum()),
+                    "dice": 2 * inter / (int(pred.sum()) + int(truth.sum())),
+                    "object_score": float(scores[o, z]),
+                }
+            )
     return rows
 
 

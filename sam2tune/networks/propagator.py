@@ -26,7 +26,18 @@ NO_OBJECT_LOGIT = -1024.0  # what SAM2 writes into masks of absent objects (sam2
 
 @dataclass
 class ObjectPrompt:
-    """A prompt for one object on one slice, in input pixel coordinates of that slice (x = column, y = row)."""
+    """A prompt for one object on one slice, in input pixel coordinates of that slice (x = column, y = row).
+
+    Attributes:
+        slice: index of the slice the prompt is on.
+        box: xyxy box, or None.
+        points: (P, 2) xy clicks, or None.
+        point_labels: (P,) labels of `points`, 1 positive / 0 negative; all positive when omitted.
+        mask: (H, W) binary mask prompt, or None (used alone: SAM2 then skips its decoder on that slice).
+
+    Raises:
+        ValueError: when none of box, points and mask is given.
+    """
 
     slice: int
     box: Sequence[float] | None = None  # xyxy
@@ -43,21 +54,43 @@ class ObjectPrompt:
 
 @dataclass
 class FrameFeatures:
-    """SAM2 backbone features of N frames: per level (HW, N, C) maps, one shared positional map per level, sizes."""
+    """SAM2 backbone features of N frames, as ``SAM2Base._prepare_backbone_features`` lays them out.
+
+    Attributes:
+        feats: per feature level, the (HW, N, C) maps of all frames.
+        pos: per level, one (HW, 1, C) positional map (the same for every frame, expanded on use).
+        sizes: per level, its (h, w).
+    """
 
     feats: list[torch.Tensor]
     pos: list[torch.Tensor]  # (HW, 1, C): identical for every frame, expanded on use
     sizes: list[tuple[int, int]]
 
     def select(self, idx: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Frame indices (B,) -> (features, positional maps) for those frames, batch B."""
+        """Gather the features of some frames, one per batch entry.
+
+        Args:
+            idx: (B,) long frame indices (repeats allowed), on the features' device.
+
+        Returns:
+            (per-level features (HW, B, C), per-level positional maps (HW, B, C)).
+        """
         feats = [f.index_select(1, idx) for f in self.feats]
         pos = [p.expand(-1, idx.numel(), -1) for p in self.pos]
         return feats, pos
 
 
 def encode_frames(segmenter, frames: torch.Tensor, chunk_size: int | None = None) -> FrameFeatures:
-    """(N, C, H, W) frames in [0, 1] -> FrameFeatures, through the segmenter's channel adapter and SAM2's encoder."""
+    """Encode frames through the segmenter's channel adapter and SAM2's image encoder.
+
+    Args:
+        segmenter: a ``SAM2Segmenter``.
+        frames: (N, C, H, W) frames in [0, 1].
+        chunk_size: frames per encoder pass (memory bound); None = all at once.
+
+    Returns:
+        The features of all N frames.
+    """
     sam = segmenter.sam
     feats, pos, sizes = [], None, None
     step = chunk_size or frames.shape[0]
@@ -97,7 +130,11 @@ def _point_inputs(prompts: list[ObjectPrompt | None], scale: tuple[float, float]
 
 def _mask_inputs(prompts: list[ObjectPrompt], image_size: int, device) -> torch.Tensor:
     masks = torch.stack([torch.as_tensor(np.asarray(p.mask), dtype=torch.float32) for p in prompts])[:, None]
-    return (F.interpolate(masks, size=(image_size, image_size), mode="bilinear", align_corners=False) > 0.5).float().to(device)
+    return (
+        (F.interpolate(masks, size=(image_size, image_size), mode="bilinear", align_corners=False) > 0.5)
+        .float()
+        .to(device)
+    )
 
 
 def _step(sam, feats, pos, sizes, step, is_init, point_inputs, mask_inputs, memory, num_frames) -> dict:
@@ -126,7 +163,16 @@ def _merge(outs: list[dict], groups: list[list[int]], n: int) -> dict:
             return [cat([v[i] for v in values]) for i in range(len(values[0]))]
         return torch.cat(values, 0)[inverse.to(values[0].device)]
 
-    keys = ("pred_masks", "pred_masks_high_res", "obj_ptr", "object_score_logits", "maskmem_features", "maskmem_pos_enc", "multi_masks_high_res", "ious")
+    keys = (
+        "pred_masks",
+        "pred_masks_high_res",
+        "obj_ptr",
+        "object_score_logits",
+        "maskmem_features",
+        "maskmem_pos_enc",
+        "multi_masks_high_res",
+        "ious",
+    )
     return {k: cat([o[k] for o in outs]) for k in keys}
 
 
@@ -141,14 +187,24 @@ def track_objects(
     high_res: bool = False,
     candidates: bool = False,
 ) -> tuple[torch.Tensor, ...]:
-    """Track O objects over S steps -> (mask logits (O, S, h, w), object-score logits (O, S)).
+    """Track O objects over S steps with SAM2's memory, all objects batched in one track step per step.
 
-    frame_table (O, S): the frame (index into `features`) object o sees at step s, -1 once past the volume end
-    (that object then re-uses a valid frame and its outputs are ignored). init_prompts: one per object, step 0.
-    step_prompts: {step: per-object prompt or None}: extra (correction) prompts met on the way. Masks are SAM2's
-    low-res logits (image_size / 4), or full model resolution with high_res=True. keep_steps: drop memory older than
-    this many steps (inference; None keeps all, as training needs for backward). candidates=True also returns
-    SAM2's 3 candidate masks at model resolution (O, S, 3, H, W) and their predicted IoUs (O, S, 3), for the loss.
+    Args:
+        segmenter: a ``SAM2Segmenter``.
+        features: the encoded frames (``encode_frames``).
+        frame_table: (O, S) long: the frame (index into `features`) object o sees at step s; -1 once past the volume
+            end (that object then re-uses a valid frame and its outputs are to be ignored).
+        init_prompts: one prompt per object for step 0 (mask prompts and box/point prompts may be mixed).
+        step_prompts: {step: per-object prompt or None}: extra (correction) prompts met on the way (box / points).
+        input_hw: (H, W) of the input slices the prompts' pixel coordinates refer to; None = the model size.
+        keep_steps: drop memory older than this many steps (inference); None keeps all (training needs it for
+            backward).
+        high_res: return masks at model resolution instead of SAM2's low-res logits (image_size / 4).
+        candidates: also return SAM2's 3 candidate masks at model resolution and their predicted IoUs (for the loss).
+
+    Returns:
+        (mask logits (O, S, h, w), object-score logits (O, S)); with ``candidates=True`` also candidate masks
+        (O, S, 3, S_model, S_model) and their predicted IoUs (O, S, 3).
     """
     sam = segmenter.sam
     n_obj, n_steps = frame_table.shape
@@ -162,7 +218,10 @@ def track_objects(
         idx = torch.where(idx >= 0, idx, frame_table[:, 0]).to(device)  # finished objects idle on a valid frame
         feats, pos = features.select(idx)
         if s == 0:
-            groups = [[i for i, p in enumerate(init_prompts) if p.mask is not None], [i for i, p in enumerate(init_prompts) if p.mask is None]]
+            groups = [
+                [i for i, p in enumerate(init_prompts) if p.mask is not None],
+                [i for i, p in enumerate(init_prompts) if p.mask is None],
+            ]
             groups = [g for g in groups if g]
             outs = []
             for g in groups:
@@ -170,9 +229,10 @@ def track_objects(
                 sub_feats, sub_pos = [f.index_select(1, gi) for f in feats], [p[:, : len(g)] for p in pos]
                 prompts = [init_prompts[i] for i in g]
                 if prompts[0].mask is not None:
-                    outs.append(_step(sam, sub_feats, sub_pos, features.sizes, 0, True, None, _mask_inputs(prompts, sam.image_size, device), memory, n_steps))
+                    points, masks_in = None, _mask_inputs(prompts, sam.image_size, device)
                 else:
-                    outs.append(_step(sam, sub_feats, sub_pos, features.sizes, 0, True, _point_inputs(prompts, scale, device), None, memory, n_steps))
+                    points, masks_in = _point_inputs(prompts, scale, device), None
+                outs.append(_step(sam, sub_feats, sub_pos, features.sizes, 0, True, points, masks_in, memory, n_steps))
             out = outs[0] if len(outs) == 1 else _merge(outs, groups, n_obj)
             memory["cond_frame_outputs"][0] = out
         else:
@@ -206,11 +266,25 @@ def propagate_volume(
     chunk_size: int = 16,
     directions: str = "both",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(D, C, H, W) volume in [0, 1] + per-object prompt lists -> (logits (O, D, H, W), object scores (O, D)).
+    """Segment every object through a volume: prompts on key slices, propagated by SAM2's memory.
 
     Each object's first prompt is its key slice; propagation runs forward to the last slice and backward to the
     first ("both"), or "forward" only. Further prompts of an object refine the slices they sit on when reached.
     Slices an object never reaches hold -1024.
+
+    Args:
+        segmenter: a ``SAM2Segmenter``.
+        volume: (D, C, H, W) volume in [0, 1].
+        prompts: per object, a non-empty list of ObjectPrompt (slice coordinates in input pixels).
+        chunk_size: slices per encoder pass and per upsampling pass.
+        directions: "both" or "forward".
+
+    Returns:
+        (logits (O, D, H, W) at input resolution, object-score logits (O, D)).
+
+    Raises:
+        ValueError: for a volume that is not 4D or is empty, an unknown `directions`, an object without prompts,
+            or a prompt on a slice outside the volume.
     """
     if volume.ndim != 4:
         raise ValueError(f"propagate_volume expects a (D, C, H, W) volume, got shape {tuple(volume.shape)}.")
@@ -224,7 +298,9 @@ def propagate_volume(
     for o, plist in enumerate(prompts):
         for p in plist:
             if not 0 <= int(p.slice) < depth:
-                raise ValueError(f"Object {o}: prompt on slice {p.slice} is outside the volume (slices 0..{depth - 1}).")
+                raise ValueError(
+                    f"Object {o}: prompt on slice {p.slice} is outside the volume (slices 0..{depth - 1})."
+                )
     features = encode_frames(segmenter, volume, chunk_size)
     n_obj, device = len(prompts), volume.device
     starts = torch.tensor([int(p[0].slice) for p in prompts])
@@ -240,19 +316,36 @@ def propagate_volume(
                 s = (int(p.slice) - int(starts[o])) * sign
                 if 0 < s < n_steps:
                     extra.setdefault(s, [None] * n_obj)[o] = p
-        masks, obj_scores = track_objects(segmenter, features, table, [p[0] for p in prompts], extra, (h, w), _memory_horizon(segmenter.sam))
+        masks, obj_scores = track_objects(
+            segmenter, features, table, [p[0] for p in prompts], extra, (h, w), _memory_horizon(segmenter.sam)
+        )
         if low is None:
             low = torch.full((n_obj, depth, *masks.shape[-2:]), NO_OBJECT_LOGIT, device=device, dtype=masks.dtype)
         valid = table >= 0
         o_idx, s_idx = valid.nonzero(as_tuple=True)
         low[o_idx, table[o_idx, s_idx]] = masks[o_idx.to(masks.device), s_idx.to(masks.device)]
         scores[o_idx, table[o_idx, s_idx]] = obj_scores[o_idx, s_idx].to(scores.dtype)
-    logits = torch.cat([F.interpolate(low[:, k : k + chunk_size].float(), size=(h, w), mode="bilinear", align_corners=False) for k in range(0, depth, chunk_size)], 1)
+    logits = torch.cat(
+        [
+            F.interpolate(low[:, k : k + chunk_size].float(), size=(h, w), mode="bilinear", align_corners=False)
+            for k in range(0, depth, chunk_size)
+        ],
+        1,
+    )
     return logits, scores
 
 
 def logits_to_labels(logits: torch.Tensor, object_ids: Sequence[int], threshold: float = 0.0) -> torch.Tensor:
-    """Per-object logits (O, D, H, W) -> label map (D, H, W): the id of the highest logit above threshold, else 0."""
+    """Turn per-object logits into one label map: each voxel takes the object of its highest logit.
+
+    Args:
+        logits: (O, D, H, W) per-object logits (``propagate_volume``).
+        object_ids: the label value of each object.
+        threshold: a voxel whose highest logit is not above this is background (0).
+
+    Returns:
+        (D, H, W) int64 label map on the logits' device.
+    """
     best, arg = logits.max(0)
     ids = torch.as_tensor(list(object_ids), device=logits.device, dtype=torch.int64)
     return torch.where(best > threshold, ids[arg], torch.zeros_like(arg))
@@ -267,11 +360,30 @@ def time_propagation(
     amp: bool = True,
     repeats: int = 3,
 ) -> dict:
-    """Benchmark hook: seconds to propagate a random (depth, 1, size, size) volume, `num_objects` boxes on the middle
-    slice, both directions (encoder included) -> {"seconds": median, "all": [...], ...}."""
+    """Time ``propagate_volume`` on a random volume (encoder included), for the speed benchmark.
+
+    The volume is (depth, 1, size, size) with `num_objects` boxes on the middle slice, propagated both directions
+    under inference mode (bf16 autocast on CUDA when `amp`); one warm-up run is not timed.
+
+    Args:
+        segmenter: a 1-channel ``SAM2Segmenter`` (moved to `device` and set to eval mode).
+        depth: slices of the volume.
+        size: slice height and width.
+        num_objects: box-prompted objects.
+        device: where to run.
+        amp: bf16 autocast (CUDA only).
+        repeats: timed runs.
+
+    Returns:
+        {"seconds": median, "all": per-run seconds, "depth", "size", "num_objects", "image_size", "variant",
+        "device", "amp"}.
+    """
     segmenter = segmenter.to(device).eval()
     volume = torch.rand(depth, 1, size, size, device=device)
-    prompts = [[ObjectPrompt(depth // 2, box=[size * 0.3 + i, size * 0.3, size * 0.6 + i, size * 0.6])] for i in range(num_objects)]
+    prompts = [
+        [ObjectPrompt(depth // 2, box=[size * 0.3 + i, size * 0.3, size * 0.6 + i, size * 0.6])]
+        for i in range(num_objects)
+    ]
     times = []
     use_amp = amp and str(device).startswith("cuda")
     for _ in range(repeats + 1):  # the first run warms up kernels and allocators
@@ -284,8 +396,25 @@ def time_propagation(
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     times = times[1:]
-    return {"seconds": float(np.median(times)), "all": times, "depth": depth, "size": size, "num_objects": num_objects,
-            "image_size": segmenter.image_size, "variant": getattr(segmenter, "variant", "?"), "device": str(device), "amp": use_amp}
+    return {
+        "seconds": float(np.median(times)),
+        "all": times,
+        "depth": depth,
+        "size": size,
+        "num_objects": num_objects,
+        "image_size": segmenter.image_size,
+        "variant": getattr(segmenter, "variant", "?"),
+        "device": str(device),
+        "amp": use_amp,
+    }
 
 
-__all__ = ["FrameFeatures", "ObjectPrompt", "encode_frames", "logits_to_labels", "propagate_volume", "time_propagation", "track_objects"]
+__all__ = [
+    "FrameFeatures",
+    "ObjectPrompt",
+    "encode_frames",
+    "logits_to_labels",
+    "propagate_volume",
+    "time_propagation",
+    "track_objects",
+]

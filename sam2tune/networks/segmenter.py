@@ -26,6 +26,10 @@ _PIXEL_STD = (0.229, 0.224, 0.225)
 class SAM2Segmenter(nn.Module):
     """Meta's SAM2 (`self.sam`) with a channel adapter, optional learned prompt tokens, adapters and MC dropout.
 
+    One network serves 2D prompting (``forward``) and, through ``sam2tune.networks.propagator``, 3D propagation.
+    A sam2tune model.pt given as `pretrained_checkpoint` loads strictly (``load_finetuned_state_dict``: adapters /
+    prompt tokens it carries are added); an official SAM2 checkpoint loads tolerantly, mismatches reported.
+
     Args:
         variant: tiny | small | base_plus | large.
         image_size: square model input size (multiple of 32); inputs of another size are resized to it and back.
@@ -41,6 +45,11 @@ class SAM2Segmenter(nn.Module):
         multimask_output: return SAM's 3 candidate masks instead of one.
         warn_random_init: log the loud random-init warning when no checkpoint is given; False where the weights are
             loaded right after building (a bundle's inference.json loads model.pt with a checkpoint-loader handler).
+
+    Raises:
+        ValueError: for a dropout outside [0, 1), an unknown variant, a bad image size or a checkpoint that does not
+            fit (``CheckpointMismatchError`` for a sam2tune model.pt).
+        FileNotFoundError: when `pretrained_checkpoint` does not exist.
     """
 
     def __init__(
@@ -73,7 +82,8 @@ class SAM2Segmenter(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(_PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(_PIXEL_STD).view(1, 3, 1, 1), persistent=False)
         embed_dim = self.sam.sam_prompt_encoder.embed_dim
-        self.prompt_tokens = nn.Parameter(torch.randn(num_prompt_tokens, embed_dim) * 0.02) if num_prompt_tokens else None
+        tokens = nn.Parameter(torch.randn(num_prompt_tokens, embed_dim) * 0.02) if num_prompt_tokens else None
+        self.prompt_tokens = tokens
         self.embed_dropout = nn.Dropout(dropout)
         self.set_attention_dropout(dropout if attn_dropout is None else attn_dropout)
         if proj_dropout:
@@ -85,13 +95,24 @@ class SAM2Segmenter(nn.Module):
 
     # ---- configuration -------------------------------------------------------------------------------------------
     def set_attention_dropout(self, p: float) -> None:
-        """Set the dropout probability of every mask-decoder attention layer."""
+        """Set the dropout probability of every mask-decoder attention layer (SAM2's ``Attention.dropout_p``).
+
+        Args:
+            p: dropout probability, applied inside scaled dot-product attention while the layer is in training mode.
+        """
         for m in self.sam.sam_mask_decoder.modules():
             if isinstance(m, Attention):
                 m.dropout_p = p
 
     def set_projection_dropout(self, p: float) -> None:
-        """Add (or update) dropout with probability `p` on every mask-decoder attention output (after out_proj)."""
+        """Add (or update) dropout with probability `p` on every mask-decoder attention output (after out_proj).
+
+        Args:
+            p: dropout probability in [0, 1).
+
+        Raises:
+            ValueError: when `p` is outside [0, 1).
+        """
         if not 0.0 <= p < 1.0:
             raise ValueError(f"proj_dropout must be in [0, 1), got {p}.")
         for m in self.sam.sam_mask_decoder.modules():
@@ -109,17 +130,32 @@ class SAM2Segmenter(nn.Module):
 
     # ---- encoder -------------------------------------------------------------------------------------------------
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) in [0, 1] -> (B, 3, S, S) normalised at the model size S."""
+        """Map images onto SAM2's input: 3 channels, the model size, ImageNet normalisation.
+
+        Args:
+            image: (B, C, H, W) in [0, 1] (float; kept in its dtype under autocast).
+
+        Returns:
+            (B, 3, S, S) normalised at the model size S = ``image_size`` (bilinear resize when H, W differ).
+        """
         x = self.channel_adapter(image.float() if not torch.is_autocast_enabled() else image)
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return (x - self.pixel_mean) / self.pixel_std
 
-    def encode(self, image: torch.Tensor, project_high_res: bool = True) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """(B, C, H, W) -> {"image_embed": (B, 256, S/16, S/16), "high_res_feats": [(B, 32, S/4, S/4), (B, 64, S/8, S/8)]}.
+    def encode(
+        self, image: torch.Tensor, project_high_res: bool = True
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Run the image encoder once: the features ``decode`` takes for any number of prompts.
 
-        project_high_res=False returns the high-res maps before the mask decoder's conv_s0/conv_s1 (which train with
-        the decoder) as "raw_high_res_feats" ((B, C0, S/4, S/4), (B, C1, S/8, S/8)): what an embedding cache may keep.
+        Args:
+            image: (B, C, H, W) in [0, 1].
+            project_high_res: True applies the mask decoder's conv_s0 / conv_s1 to the high-res maps; False returns
+                them before those convs (which train with the decoder): what an embedding cache may keep.
+
+        Returns:
+            {"image_embed": (B, 256, S/16, S/16), "high_res_feats": [(B, 32, S/4, S/4), (B, 64, S/8, S/8)]}, or with
+            ``project_high_res=False`` "raw_high_res_feats": [(B, C0, S/4, S/4), (B, C1, S/8, S/8)] instead.
         """
         x = self.preprocess(image)
         # forward_image = image_encoder + the mask decoder's high-res 1x1 convs; the raw path stops before the convs.
@@ -132,7 +168,14 @@ class SAM2Segmenter(nn.Module):
         return {"image_embed": maps[-1], "high_res_feats" if project_high_res else "raw_high_res_feats": maps[:-1]}
 
     def project_high_res(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Raw high-res maps from encode(project_high_res=False) -> the mask decoder's inputs (conv_s0 / conv_s1)."""
+        """Project raw high-res maps onto the mask decoder's inputs (its conv_s0 / conv_s1).
+
+        Args:
+            raw: the "raw_high_res_feats" of ``encode(project_high_res=False)``.
+
+        Returns:
+            [(B, 32, S/4, S/4), (B, 64, S/8, S/8)]; `raw` unchanged when the model uses no high-res features.
+        """
         if not self.sam.use_high_res_features_in_sam:
             return raw
         decoder = self.sam.sam_mask_decoder
@@ -148,7 +191,24 @@ class SAM2Segmenter(nn.Module):
         mask_prompt: torch.Tensor | None = None,
         scale: tuple[float, float] = (1.0, 1.0),
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts in input pixels (boxes (B,4) xyxy, NaN = none; points (B,P,2) xy; labels (B,P); mask (B,1,H,W)) -> (sparse, dense)."""
+        """Embed prompts with SAM2's prompt encoder (plus the learned prompt tokens, if any).
+
+        Boxes go in as SAM's two corner points (labels 2, 3) before the clicks.
+
+        Args:
+            batch: batch size B (the embeddings are expanded to it when no sparse prompt is given).
+            boxes: (B, 4) xyxy boxes in input pixels; a NaN row means no box for that sample.
+            point_coords: (B, P, 2) xy clicks in input pixels.
+            point_labels: (B, P) click labels: 1 positive, 0 negative, -1 padding.
+            mask_prompt: (B, 1, h, w) mask (logits or binary), resized to SAM's mask-input size.
+            scale: (sx, sy) from input pixels to model pixels.
+
+        Returns:
+            (sparse (B, N, 256), dense (B, 256, S/16, S/16)) prompt embeddings.
+
+        Raises:
+            ValueError: when `point_coords` is given without `point_labels`.
+        """
         coords, labels = [], []
         sx, sy = scale
         factor = None
@@ -188,7 +248,20 @@ class SAM2Segmenter(nn.Module):
         scale: tuple[float, float] = (1.0, 1.0),
         multimask_output: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features from `encode` + prompts -> (low-res logits (B, K, S/4, S/4), predicted IoU (B, K)); K = 1 or 3."""
+        """Run the mask decoder on encoded features and prompts.
+
+        Args:
+            features: ``encode(image)`` output ("image_embed" and "high_res_feats" or "raw_high_res_feats").
+            boxes: (B, 4) xyxy boxes in input pixels (NaN row = no box).
+            point_coords: (B, P, 2) xy clicks in input pixels.
+            point_labels: (B, P) click labels.
+            mask_prompt: (B, 1, h, w) mask prompt.
+            scale: (sx, sy) from input pixels to model pixels.
+            multimask_output: SAM's 3 candidate masks instead of one; None = the network's ``multimask_output``.
+
+        Returns:
+            (low-res logits (B, K, S/4, S/4), predicted IoU (B, K)); K = 3 with multimask output, else 1.
+        """
         embed = self.embed_dropout(features["image_embed"])
         if "high_res_feats" in features:
             high_res = features["high_res_feats"]
@@ -224,7 +297,10 @@ class SAM2Segmenter(nn.Module):
 
         Args:
             image: (B, C, H, W) in [0, 1].
-            boxes / point_coords / point_labels / mask_prompt: prompts (see ``embed_prompts``).
+            boxes: (B, 4) xyxy boxes in input pixels (NaN row = no box).
+            point_coords: (B, P, 2) xy clicks in input pixels.
+            point_labels: (B, P) click labels: 1 positive, 0 negative, -1 padding.
+            mask_prompt: (B, 1, H, W) mask prompt.
             features: precomputed `encode(image)` output (cached embeddings); the image then only gives the output size.
             correction_target: true masks (B, 1, H, W): with it, the interactive loop runs ``correction_rounds``
                 corrective clicks from the error of each round (``sam2tune.networks.interactive.decode_rounds``).
@@ -233,6 +309,9 @@ class SAM2Segmenter(nn.Module):
 
         Returns:
             Logits (B, K, H, W); with ``correction_target``, (B, correction_rounds + 1, H, W), one channel per round.
+
+        Raises:
+            ValueError: when the image is not 4D, or no prompt is given and the network has no prompt token.
         """
         if image.ndim != 4:
             raise ValueError(f"SAM2Segmenter expects (B, C, H, W) images, got shape {tuple(image.shape)}.")
@@ -248,9 +327,12 @@ class SAM2Segmenter(nn.Module):
         return F.interpolate(low_res, size=(h, w), mode="bilinear", align_corners=False)
 
     def __prepare_scriptable__(self) -> nn.Module:
-        """What ``torch.jit.script`` compiles instead (MONAI's ``ckpt_export``): traced box / no-prompt graphs.
+        """Give ``torch.jit.script`` (MONAI's ``ckpt_export``) the module to compile instead of this one.
 
         SAM2's forward takes optional prompts, which TorchScript cannot script; see sam2tune.networks.export.
+
+        Returns:
+            A ``ScriptableBoxPrompted``: traced box-prompted and no-prompt graphs at the model's image size.
         """
         from sam2tune.networks.export import prepare_scriptable
 
@@ -272,7 +354,21 @@ class SAM2Segmenter(nn.Module):
             ref = state_dict["prompt_tokens"]
             self.prompt_tokens = nn.Parameter(torch.zeros(ref.shape, dtype=ref.dtype, device=self.pixel_mean.device))
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102 - torch API
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load a SAM2Segmenter state_dict, first adding the adapters / prompt tokens it carries (``grow_for``).
+
+        Args:
+            state_dict: SAM2Segmenter keys (``sam.*``, ``channel_adapter.*``, ...).
+            strict: require exactly this network's keys and shapes, checked by ``check_state_dict_fits`` first.
+            assign: as for ``nn.Module.load_state_dict``.
+
+        Returns:
+            torch's (missing_keys, unexpected_keys) result.
+
+        Raises:
+            CheckpointMismatchError: with ``strict``, for any missing, unexpected or mis-shaped key (naming the keys
+                and the likely cause).
+        """
         self.grow_for(state_dict)
         if strict:
             # torch's own error lists every key; ours says which, how many and the likely cause.

@@ -153,4 +153,6 @@ def load_finetuned_state_dict(network: SAM2Segmenter, state_dict: Mapping[str, t
     network.grow_for(state_dict)
     check_state_dict_fits(network, state_dict, source)
     nn.Module.load_state_dict(network, state_dict, strict=True)
-    logger.info("Loaded sam2tune checkpoint %s (%d tensors, all keys matched)", source or "(state_dict)", len(state_dict))
+    logger.info(
+        "Loaded sam2tune checkpoint %s (%d tensors, all keys matched)", source or "(state_dict)", len(state_dict)
+    )

@@ -21,8 +21,14 @@ def plot_comparison(rows: list[dict], columns: list[str], out_png: str, label_ke
         heights = [float(v) if isinstance(v, int | float) and not math.isnan(float(v)) else 0.0 for v in values]
         bars = ax.bar(range(len(rows)), heights, color=[f"C{i}" for i in range(len(rows))])
         for bar, v in zip(bars, values, strict=True):
-            text = "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (f"{v:.3g}" if isinstance(v, float) else f"{v:,}")
-            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7)
+            text = (
+                "n/a"
+                if v is None or (isinstance(v, float) and math.isnan(v))
+                else (f"{v:.3g}" if isinstance(v, float) else f"{v:,}")
+            )
+            ax.annotate(
+                text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7
+            )
         if col in LOG_SCALE and any(h > 0 for h in heights):
             ax.set_yscale("log")
         elif col.startswith("mean_"):

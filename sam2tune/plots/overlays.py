@@ -32,7 +32,11 @@ def save_overlay(
     """Image (C,H,W) or (H,W), label/pred (H,W) -> PNG with GT in green, prediction in red, prompt in yellow."""
     img = _to_hwc(image)
     fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-    for ax, (name, mask, colour) in zip(axes, (("image + prompt", None, None), ("ground truth", label, "lime"), ("prediction", pred, "red")), strict=True):
+    for ax, (name, mask, colour) in zip(
+        axes,
+        (("image + prompt", None, None), ("ground truth", label, "lime"), ("prediction", pred, "red")),
+        strict=True,
+    ):
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         if mask is not None:
             ax.contour(np.asarray(mask).squeeze() > 0.5, levels=[0.5], colors=colour, linewidths=1.2)
@@ -43,7 +47,8 @@ def save_overlay(
         axes[0].add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="yellow", lw=1.5))
     if points is not None:
         pts = np.asarray(points, dtype=float).reshape(-1, 2)
-        lab = np.ones(len(pts)) if point_labels is None else np.asarray(point_labels).reshape(-1)  # no labels = positive
+        # no labels = positive
+        lab = np.ones(len(pts)) if point_labels is None else np.asarray(point_labels).reshape(-1)
         for (x, y), lb in zip(pts, lab, strict=True):
             if lb >= 0:
                 axes[0].plot(x, y, "+" if lb > 0 else "x", color="yellow" if lb > 0 else "cyan", ms=10, mew=2)

@@ -66,9 +66,19 @@ def error_click(pred: Any, target: Any) -> tuple[np.ndarray, float] | None:
 
 
 def error_slice(pred: Any, target: Any) -> int | None:
-    """Prediction and truth (D, H, W) -> index of the slice with the most wrong pixels (None when they agree).
+    """Find the slice with the most wrong pixels: the one the 3D click protocol corrects next.
 
-    The 3D click protocol corrects that slice with ``error_click`` and re-propagates from it.
+    The protocol corrects that slice with ``error_click`` and re-propagates from it.
+
+    Args:
+        pred: predicted mask (D, H, W), nonzero = foreground (numpy or torch).
+        target: true mask (D, H, W), nonzero = foreground.
+
+    Returns:
+        The slice index (the first one on ties), or None when the masks agree.
+
+    Raises:
+        ValueError: when the two masks differ in shape or are not 3D.
     """
     p, t = as_numpy(pred) != 0, as_numpy(target) != 0
     if p.shape != t.shape or p.ndim != 3:
@@ -96,11 +106,16 @@ def sample_error_clicks(
 
     Returns:
         (points (B, 1, 2) float32 xy, labels (B, 1) int32) on the device of ``target``.
+
+    Raises:
+        ValueError: for an unknown mode, masks that are not both (B, 1, H, W), or "suggest" with a bool prediction.
     """
     if mode not in CLICK_MODES:
         raise ValueError(f"click mode must be one of {CLICK_MODES}, got {mode!r}.")
     if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 1:
-        raise ValueError(f"pred and target must both be (B, 1, H, W), got {tuple(pred.shape)} and {tuple(target.shape)}.")
+        raise ValueError(
+            f"pred and target must both be (B, 1, H, W), got {tuple(pred.shape)} and {tuple(target.shape)}."
+        )
     if mode == "suggest" and pred.dtype == torch.bool:
         raise ValueError("click mode 'suggest' needs the prediction's logits, not a bool mask.")
     prob = torch.sigmoid(pred.float()) if pred.dtype != torch.bool else pred.float()

@@ -10,8 +10,10 @@ from sam2tune.prompts.simulate import RngLike, mask_to_box, sample_points
 PROMPT_MODES = ("box", "points", "box+points", "mask")
 
 
-def object_prompt(mask: np.ndarray, k: int, mode: str = "box", jitter: float = 0.0, rng: RngLike = None) -> ObjectPrompt:
-    """Binary slice mask (H, W) -> ObjectPrompt on slice ``k``.
+def object_prompt(
+    mask: np.ndarray, k: int, mode: str = "box", jitter: float = 0.0, rng: RngLike = None
+) -> ObjectPrompt:
+    """Build the ObjectPrompt of an object on slice ``k`` from its binary slice mask (H, W).
 
     Args:
         mask: the object's mask on slice ``k`` (H, W), nonzero = object; must not be empty.
@@ -42,4 +44,45 @@ def object_prompt(mask: np.ndarray, k: int, mode: str = "box", jitter: float = 0
     return ObjectPrompt(k, box=box, points=points, point_labels=labels)
 
 
-__all__ = ["PROMPT_MODES", "object_prompt"]
+def add_click(prompt: ObjectPrompt | None, k: int, xy: np.ndarray, label: float,
+              keep_mask: bool = True) -> ObjectPrompt:
+    """A slice's prompt (or None) + one corrective click -> the prompt with the click after its earlier clicks.
+
+    Args:
+        prompt: the object's prompt on slice ``k`` so far, or None when the slice has none yet.
+        k: the slice index of the new prompt.
+        xy: the click (x, y) = (column, row), e.g. from ``error_click``.
+        label: 1 = positive click, 0 = negative click.
+        keep_mask: keep the prompt's mask (SAM2 then conditions on the mask and ignores the points); False drops it
+            so the clicks take effect.
+
+    Returns:
+        A new ObjectPrompt on slice ``k``: the earlier box (and mask when kept), earlier clicks, then the new click.
+    """
+    points = [list(map(float, p)) for p in (prompt.points or [])] if prompt is not None else []
+    labels = [int(v) for v in (prompt.point_labels or [])] if prompt is not None else []
+    mask = prompt.mask if prompt is not None and keep_mask else None
+    return ObjectPrompt(k, box=None if prompt is None else prompt.box, points=points + [[float(xy[0]), float(xy[1])]],
+                        point_labels=labels + [int(label)], mask=mask)
+
+
+def click_as_key(prompts: list[ObjectPrompt], k: int, xy: np.ndarray, label: float) -> list[ObjectPrompt]:
+    """An object's prompts + a corrective click on slice ``k`` -> prompts whose first one (the key) is slice ``k``.
+
+    The 3D click protocol re-propagates from the corrected slice: SAM2 conditions on the first prompt of the list.
+
+    Args:
+        prompts: the object's prompts, the key first.
+        k: the corrected slice.
+        xy: the click (x, y) = (column, row).
+        label: 1 = positive click, 0 = negative click.
+
+    Returns:
+        A new list: slice ``k``'s prompt with the click added (``add_click``, mask dropped so the clicks count),
+        then the object's prompts on other slices in their order.
+    """
+    old = next((p for p in prompts if int(p.slice) == k), None)
+    return [add_click(old, k, xy, label, keep_mask=False)] + [p for p in prompts if int(p.slice) != k]
+
+
+__all__ = ["PROMPT_MODES", "add_click", "click_as_key", "object_prompt"]

@@ -28,7 +28,14 @@ POSITIVE, NEGATIVE, PADDING = 1.0, 0.0, -1.0
 
 
 def as_numpy(x: Any) -> np.ndarray:
-    """Any array-like (numpy, torch tensor, MetaTensor) -> numpy array (same shape)."""
+    """Convert any array-like to numpy.
+
+    Args:
+        x: a numpy array, torch tensor or MetaTensor (on any device, requiring grad or not), or a nested sequence.
+
+    Returns:
+        A numpy array of the same shape (a tensor is detached and copied to the CPU; numpy input is not copied).
+    """
     if hasattr(x, "detach"):  # torch.Tensor / MetaTensor, possibly on GPU or requiring grad
         return x.detach().cpu().numpy()
     return np.asarray(x)
@@ -47,11 +54,20 @@ def _binary(mask: Any) -> np.ndarray:
 
 
 def mask_to_box(mask: Any, jitter: float = 0.0, rng: RngLike = None) -> np.ndarray:
-    """Binary mask (H, W) or (D, H, W) -> float32 box (4,) xyxy or (6,) xyzxyz; zeros when the mask is empty.
+    """Tight, inclusive box of a binary mask: the first and last foreground column / row (/ slice).
 
     ``jitter`` moves each side independently by up to ``jitter`` x the box extent along that axis (uniform),
     the usual augmentation that teaches the model to tolerate sloppy boxes; the result is clipped to the image
     and stays ordered (min <= max).
+
+    Args:
+        mask: binary mask (H, W) or (D, H, W), nonzero = foreground.
+        jitter: maximum move of each side as a fraction of the box extent; 0 = tight.
+        rng: generator or seed for the jitter.
+
+    Returns:
+        float32 box (4,) ``[x_min, y_min, x_max, y_max]`` or (6,) ``[x_min, y_min, z_min, x_max, y_max, z_max]``;
+        zeros when the mask is empty.
     """
     fg = _binary(mask)
     ndim = fg.ndim
@@ -130,12 +146,25 @@ def _negative_region(fg: np.ndarray, margin: float = 0.25, min_margin: int = 3) 
 def sample_points(
     mask: Any, num_pos: int, num_neg: int, rng: RngLike = None, center: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Binary mask (H, W) or (D, H, W) -> (coords float32 (P, ndim) as x, y[, z]; labels float32 (P,)), P = num_pos + num_neg.
+    """Sample positive and negative clicks from a binary mask.
 
     Positives come from the foreground, negatives from the background near the object. ``center=True`` gives the
     deterministic clicks used for evaluation (first positive = the foreground point farthest from the mask border,
     by distance transform); otherwise points are uniform random. Missing points (tiny region) are padding:
     coords 0, label -1; an empty mask gives padding only.
+
+    Args:
+        mask: binary mask (H, W) or (D, H, W), nonzero = foreground.
+        num_pos: positive clicks (>= 0).
+        num_neg: negative clicks (>= 0).
+        rng: generator or seed for the random clicks (unused with ``center=True``).
+        center: deterministic clicks instead of random ones.
+
+    Returns:
+        (coords float32 (P, ndim) as x, y[, z]; labels float32 (P,)), P = num_pos + num_neg, positives first.
+
+    Raises:
+        ValueError: when `num_pos` or `num_neg` is negative.
     """
     if num_pos < 0 or num_neg < 0:
         raise ValueError(f"num_pos and num_neg must be >= 0, got {num_pos} and {num_neg}.")
@@ -156,9 +185,15 @@ def sample_points(
 
 
 def connected_instances(mask: Any) -> list[np.ndarray]:
-    """Binary mask (H, W) or (D, H, W) -> list of bool masks of the same shape, one per connected component.
+    """Split a binary mask into its connected components.
 
     Components use full connectivity (8 in 2D, 26 in 3D) so that diagonal touches do not split one object.
+
+    Args:
+        mask: binary mask (H, W) or (D, H, W), nonzero = foreground.
+
+    Returns:
+        One bool mask of the same shape per component, in label order; empty for an empty mask.
     """
     fg = _binary(mask)
     structure = ndimage.generate_binary_structure(fg.ndim, fg.ndim)
@@ -167,7 +202,15 @@ def connected_instances(mask: Any) -> list[np.ndarray]:
 
 
 def select_instance(mask: Any, rng: RngLike = None) -> np.ndarray:
-    """Binary mask (H, W) or (D, H, W) -> bool mask of one connected component chosen at random (empty stays empty)."""
+    """Pick one connected component of a binary mask at random (``connected_instances``).
+
+    Args:
+        mask: binary mask (H, W) or (D, H, W), nonzero = foreground.
+        rng: generator or seed.
+
+    Returns:
+        A bool mask of the same shape holding one component; all False for an empty mask.
+    """
     parts = connected_instances(mask)
     if not parts:
         return _binary(mask)
@@ -175,9 +218,18 @@ def select_instance(mask: Any, rng: RngLike = None) -> np.ndarray:
 
 
 def select_class(label_map: Any, class_ids: Sequence[int], rng: RngLike = None) -> tuple[np.ndarray, int]:
-    """Label map (H, W) or (D, H, W) of class ids -> (bool mask of one present class picked at random, its id).
+    """Pick one of the classes present in a label map at random.
 
-    Returns an all-False mask and -1 when none of ``class_ids`` is present.
+    Args:
+        label_map: (H, W) or (D, H, W) map of class ids.
+        class_ids: the label values that may be picked.
+        rng: generator or seed.
+
+    Returns:
+        (bool mask of the picked class, its id); an all-False mask and -1 when none of `class_ids` is present.
+
+    Raises:
+        ValueError: when `class_ids` is empty.
     """
     lab = as_numpy(label_map)
     if len(class_ids) == 0:

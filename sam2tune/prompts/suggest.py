@@ -20,20 +20,40 @@ from sam2tune.prompts.simulate import _central_points, as_numpy
 
 @dataclass
 class SuggestedClick:
-    """A click the app proposes: position (x, y[, z]), label 1 positive / 0 negative, score in [0, 1]."""
+    """A click the app proposes.
+
+    Attributes:
+        point: position (x, y) = (column, row).
+        positive: True for a positive click (the model calls the pixel background), False for a negative one.
+        score: the uncertain region's mean uncertainty, in [0, 1].
+    """
 
     point: list[int]
     positive: bool
     score: float
 
     def as_dict(self) -> dict:
-        """JSON form for infer responses: {"point", "label": "positive"|"negative", "score"}."""
-        return {"point": [int(v) for v in self.point], "label": "positive" if self.positive else "negative",
-                "score": round(float(self.score), 4)}
+        """Give the JSON form of infer responses.
+
+        Returns:
+            {"point": [x, y], "label": "positive" | "negative", "score": rounded to 4 decimals}.
+        """
+        return {
+            "point": [int(v) for v in self.point],
+            "label": "positive" if self.positive else "negative",
+            "score": round(float(self.score), 4),
+        }
 
 
 def uncertainty_map(prob) -> np.ndarray:
-    """Probability (H, W) -> 1 - |2p - 1|; or MC samples (N, H, W) -> 2 x their standard deviation, clipped to [0, 1]."""
+    """Per-pixel uncertainty of a prediction, in [0, 1].
+
+    Args:
+        prob: foreground probability (H, W), or MC-dropout samples of it (N, H, W).
+
+    Returns:
+        float32 (H, W): ``1 - |2p - 1|`` for one map; for samples, 2 x their standard deviation, clipped to [0, 1].
+    """
     p = as_numpy(prob).astype(np.float32)
     if p.ndim == 3:
         return np.clip(2.0 * p.std(0), 0.0, 1.0)
@@ -41,7 +61,7 @@ def uncertainty_map(prob) -> np.ndarray:
 
 
 def suggest_click(prob, level: float = 0.5) -> SuggestedClick | None:
-    """Foreground probability (H, W), or MC samples (N, H, W) -> the suggested next click, or None when the model is sure.
+    """Suggest the next click from a foreground probability (H, W) or MC samples of it (N, H, W).
 
     Args:
         prob: probabilities in [0, 1] of the current prediction (or MC-dropout samples of it).
@@ -49,7 +69,8 @@ def suggest_click(prob, level: float = 0.5) -> SuggestedClick | None:
 
     Returns:
         The deepest point (farthest from the region border) of the uncertain connected region with the largest total
-        uncertainty; its label flips the current prediction there; score = the region's mean uncertainty.
+        uncertainty; its label flips the current prediction there; score = the region's mean uncertainty. None when
+        no pixel reaches `level` (the model is sure).
     """
     p = as_numpy(prob).astype(np.float32)
     mean = p.mean(0) if p.ndim == 3 else p

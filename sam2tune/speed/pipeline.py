@@ -104,7 +104,9 @@ def benchmark_pipeline(
     with tempfile.TemporaryDirectory(prefix="sam2tune_pipeline_") as workdir:
         datalist = _datalist(data_dir, batch_size * batches, source_size, workdir)[: batch_size * batches]
         if len(datalist) < batch_size:
-            raise ValueError(f"Pipeline benchmark needs >= {batch_size} training cases in {data_dir}, found {len(datalist)}.")
+            raise ValueError(
+                f"Pipeline benchmark needs >= {batch_size} training cases in {data_dir}, found {len(datalist)}."
+            )
         net = build_network(variant, image_size, row, device)
         fixed = synthetic_batch(batch_size, image_size, device)
         holder = {"batch": fixed}
@@ -130,7 +132,9 @@ def benchmark_pipeline(
         for name, kind, kwargs in _loader_configs(num_workers, device.type == "cuda"):
             try:
                 if kind == "cache":
-                    ds = CacheDataset(datalist, transform, cache_rate=1.0, num_workers=max(num_workers, 1), progress=False)
+                    ds = CacheDataset(
+                        datalist, transform, cache_rate=1.0, num_workers=max(num_workers, 1), progress=False
+                    )
                 else:
                     ds = Dataset(datalist, transform)
                 loader = DataLoader(ds, batch_size=batch_size, shuffle=False, drop_last=True, **kwargs)

@@ -34,7 +34,8 @@ def rows_table(result: dict) -> str:
     settings = result["settings"]
     gpu_1024 = result["device_type"] == "cuda" and settings["image_size"] == 1024
     lines = [
-        "| row | precision | batch | images/s | step ms | peak GiB | × bf16 full (speed) | × bf16 full (memory) | GFLOP/image | "
+        "| row | precision | batch | images/s | step ms | peak GiB | × bf16 full (speed) | × bf16 full (memory) | "
+        "GFLOP/image | "
         "fraction of bf16 peak | issue 9 target (CUDA, 1024 px, batch 16) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -44,10 +45,13 @@ def rows_table(result: dict) -> str:
             lines.append(f"| {r['name']} | – | – | {r['status']}: {why[:120]} | | | | | | | {_target(r, gpu_1024)} |")
             continue
         if "images_per_s" not in r:  # 3D propagation row: a time, not a rate
-            lines.append(f"| {r['name']} | – | – | {_num(r.get('seconds'), '{:.2f}')} s | | | | | | | {_target(r, gpu_1024)} |")
+            lines.append(
+                f"| {r['name']} | – | – | {_num(r.get('seconds'), '{:.2f}')} s | | | | | | | {_target(r, gpu_1024)} |"
+            )
             continue
         lines.append(
-            f"| {r['name']} | {r.get('precision', '–')} | {r['batch_size']} | {r['images_per_s']:.1f} | {r['step_ms_median']:.0f} | "
+            f"| {r['name']} | {r.get('precision', '–')} | {r['batch_size']} | {r['images_per_s']:.1f} | "
+            f"{r['step_ms_median']:.0f} | "
             f"{r['peak_mem_gib']:.2f} | {_num(r['speed_vs_bf16_full'], '{:.2f}')} | "
             f"{_num(r['memory_vs_bf16_full'], '{:.2f}')} | {r['gflop_per_image']:.1f} | "
             f"{_num(r['fraction_of_peak'], '{:.1%}')} | {_target(r, gpu_1024)} |"

@@ -40,7 +40,8 @@ class BenchmarkSettings:
     pipeline_row: str = "bf16_decoder_only"
     cpu_bf16: bool = False
     pipeline_data_dir: str | None = None
-    volume_depth: int = 100  # 3D row: slices, in-plane size, objects, timed repeats (the 512x512x100, 13 organs)
+    # 3D row: slices, in-plane size, objects, timed repeats (the 512x512x100, 13 organs)
+    volume_depth: int = 100
     volume_size: int = 512
     volume_objects: int = 13
     volume_repeats: int = 3
@@ -78,10 +79,15 @@ def propagation_row(settings: BenchmarkSettings, device: torch.device) -> dict:
     from sam2tune.networks.propagator import time_propagation
 
     net = SAM2Segmenter(settings.variant, settings.image_size, pretrained_checkpoint=None, in_channels=1)
-    out = time_propagation(net, depth=settings.volume_depth, size=settings.volume_size, num_objects=settings.volume_objects,
-                           device=str(device), amp=device.type == "cuda", repeats=settings.volume_repeats)
-    return {"status": "ok", "name": f"3D propagation {settings.volume_size}x{settings.volume_size}x{settings.volume_depth}, "
-            f"{settings.volume_objects} organs, both directions", **out}
+    out = time_propagation(net, depth=settings.volume_depth, size=settings.volume_size,
+                           num_objects=settings.volume_objects, device=str(device), amp=device.type == "cuda",
+                           repeats=settings.volume_repeats)
+    return {
+        "status": "ok",
+        "name": f"3D propagation {settings.volume_size}x{settings.volume_size}x{settings.volume_depth}, "
+        f"{settings.volume_objects} organs, both directions",
+        **out,
+    }
 
 
 def run_benchmark(settings: BenchmarkSettings) -> dict:
@@ -122,8 +128,9 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
             from sam2tune.speed.pipeline import benchmark_pipeline
 
             pipeline = benchmark_pipeline(settings.image_size, settings.batch_size, device, settings.variant,
-                                          settings.pipeline_batches, settings.pipeline_workers, settings.pipeline_data_dir,
-                                          settings.pipeline_source_size, settings.pipeline_row, settings.cpu_bf16)
+                                          settings.pipeline_batches, settings.pipeline_workers,
+                                          settings.pipeline_data_dir, settings.pipeline_source_size,
+                                          settings.pipeline_row, settings.cpu_bf16)
         except Exception as e:  # noqa: BLE001
             logger.warning("pipeline benchmark failed: %s", e)
             pipeline = [{"name": "pipeline", "error": f"{type(e).__name__}: {e}"[:1000]}]

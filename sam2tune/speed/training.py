@@ -81,7 +81,9 @@ def synthetic_batch(batch: int, image_size: int, device: torch.device, seed: int
     return {"image": image.to(device), "label": label.to(device), "boxes": boxes.clamp(0, image_size - 1).to(device)}
 
 
-def build_network(variant: str, image_size: int, row: Row, device: torch.device, channels_last: bool = False) -> SAM2Segmenter:
+def build_network(
+    variant: str, image_size: int, row: Row, device: torch.device, channels_last: bool = False
+) -> SAM2Segmenter:
     """A randomly initialised SAM2Segmenter prepared for the row's strategy (weights don't change the speed)."""
     # The random-init warning and the parameter table are expected here: once per row they are noise.
     quiet = [logging.getLogger(n) for n in ("sam2tune.networks.build", "sam2tune.finetune.strategies")]
@@ -108,9 +110,8 @@ def effective_bf16(row: Row, device: torch.device, cpu_bf16: bool = False) -> bo
     return row.bf16 and (device.type == "cuda" or cpu_bf16)
 
 
-def make_step(
-    row: Row, net: SAM2Segmenter, batch: dict, device: torch.device, compile_model: bool = False, bf16: bool | None = None
-) -> Callable[[], object]:
+def make_step(row: Row, net: SAM2Segmenter, batch: dict, device: torch.device, compile_model: bool = False,
+              bf16: bool | None = None) -> Callable[[], object]:
     """A closure running one step of `row` on `batch` (train: forward + loss + backward + AdamW; inference: encode)."""
     bf16 = row.bf16 if bf16 is None else bf16
     if row.kind == "inference":

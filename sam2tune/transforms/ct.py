@@ -1,4 +1,5 @@
-"""CT volume loading for 3D work: NIfTI / DICOM series / converted slice folders -> (1, D, H, W), HU windowed to [0, 1]."""
+"""CT volumes for 3D work: NIfTI / DICOM series / converted slice folders -> (1, D, H, W), HU windowed to [0, 1];
+random slice windows for training the tracker."""
 
 from __future__ import annotations
 
@@ -32,12 +33,14 @@ class LoadVolumed(MapTransform):
     `spacing` ((dz, dy, dx) mm; identity / 1 mm for slice folders) so predictions can go back onto the input grid.
     """
 
-    def __init__(self, keys: Sequence[str] = ("image", "label"), window: Sequence[float] = DEFAULT_WINDOW, image_key: str = "image") -> None:
+    def __init__(self, keys: Sequence[str] = ("image", "label"), window: Sequence[float] = DEFAULT_WINDOW,
+                 image_key: str = "image") -> None:
         super().__init__(keys)
         self.window, self.image_key = tuple(window), image_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        """{"image": path, "label": path, ...} -> {"image": (1, D, H, W) float, "label": (1, D, H, W) int16, "affine", "spacing"}."""
+        """{"image": path, "label": path, ...} -> {"image": (1, D, H, W) float, "label": (1, D, H, W) int16, "affine",
+        "spacing"}."""
         d = dict(data)
         image_path = str(d[self.image_key])
         if os.path.isdir(image_path) and not _is_dicom_folder(image_path):
@@ -64,8 +67,6 @@ class RandSliceWindowd(MapTransform):
 
     With probability `reverse_prob` the window runs backwards (slice order flipped), so the tracker learns both
     directions. Volumes shorter than the window are padded by repeating their last slice (collation needs one size).
-    With probability `end_prob` the window is drawn among those where an organ of the first slice ends inside the
-    window, so the tracker also sees organs disappear (short windows rarely do otherwise).
     """
 
     def __init__(
@@ -75,12 +76,11 @@ class RandSliceWindowd(MapTransform):
         reverse_prob: float = 0.5,
         label_key: str = "label",
         seed: int = 0,
-        end_prob: float = 0.0,
     ) -> None:
         super().__init__(keys)
         if window < 2:
             raise ValueError(f"window must be >= 2 slices, got {window}.")
-        self.window, self.reverse_prob, self.label_key, self.end_prob = window, reverse_prob, label_key, end_prob
+        self.window, self.reverse_prob, self.label_key = window, reverse_prob, label_key
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
@@ -94,25 +94,12 @@ class RandSliceWindowd(MapTransform):
             firsts = [k for k in range(min(t - 1, depth - 1), depth) if occupied[k]] or [depth - 1]
         else:
             firsts = [k for k in range(max(depth - t + 1, 1)) if occupied[k]] or [0]
-        if self.end_prob and self.rng.random() < self.end_prob:
-            ends = [k for k in firsts if self._organ_ends(label, k, -1 if reverse else 1)]
-            firsts = ends or firsts
         first = int(self.rng.choice(firsts))
         order = np.arange(first, first - t, -1) if reverse else np.arange(first, first + t)
         order = torch.as_tensor(np.clip(order, 0, depth - 1))
         for key in self.key_iterator(d):
             d[key] = torch.as_tensor(d[key])[:, order]
         return d
-
-    def _organ_ends(self, label: np.ndarray, first: int, step: int) -> bool:
-        """True when an organ on slice `first` is absent from a later slice of the window (windows padded past the
-        volume end do not count)."""
-        last = first + step * (self.window - 1)
-        if not 0 <= last < label.shape[0]:
-            return False  # window padded past the volume: not an organ end
-        stop = last + step if last + step >= 0 else None
-        rest = label[first + step : stop : step]
-        return any(not (rest[j] == organ).any() for organ in np.unique(label[first]) if organ for j in range(len(rest)))
 
 
 def _is_dicom_folder(path: str) -> bool:

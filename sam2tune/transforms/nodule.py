@@ -17,13 +17,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Randomizable
 from scipy import ndimage
 
-
-def _case_name(data: Mapping, key: str = "image") -> str:
-    """Case id and file for error messages."""
-    ident = data.get("id")
-    value = data.get(key)
-    path = value.meta.get("filename_or_obj") if isinstance(value, MetaTensor) else None
-    return f"case {ident!r} ({path})" if path else f"case {ident!r}"
+from sam2tune.transforms.checks import describe_case
 
 
 def check_crop_size(crop_size: Sequence[int] | int) -> tuple[int, int]:
@@ -32,33 +26,10 @@ def check_crop_size(crop_size: Sequence[int] | int) -> tuple[int, int]:
     ok = isinstance(size, Sequence) and len(size) == 2
     ok = ok and all(isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 8 for s in size)
     if not ok:
-        raise ValueError(f"crop_size must be [height, width] with two integers >= 8 (e.g. [96, 96]), got {crop_size!r}.")
+        raise ValueError(
+            f"crop_size must be [height, width] with two integers >= 8 (e.g. [96, 96]), got {crop_size!r}."
+        )
     return int(size[0]), int(size[1])
-
-
-class CheckFinited(MapTransform):
-    """Refuse (default) or replace NaN / inf voxels, naming the case and the fix."""
-
-    def __init__(self, keys: KeysCollection = "image", fill_value: float | None = None, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.fill_value = fill_value
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        """Dict with image (any shape) -> the same dict, checked (or with non-finite voxels set to `fill_value`)."""
-        d = dict(data)
-        for key in self.key_iterator(d):
-            x = torch.as_tensor(d[key])
-            bad = ~torch.isfinite(x)
-            n = int(bad.sum())
-            if not n:
-                continue
-            if self.fill_value is None:
-                raise ValueError(
-                    f"{_case_name(d, key)}: {key} has {n} NaN/inf voxels. Fix the file, or set nan_fill to a value "
-                    f"(e.g. -1000, air in HU) to replace them."
-                )
-            d[key] = torch.where(bad, torch.as_tensor(self.fill_value, dtype=x.dtype), d[key])
-        return d
 
 
 def nodule_components(label: np.ndarray) -> list[dict]:
@@ -68,11 +39,13 @@ def nodule_components(label: np.ndarray) -> list[dict]:
     for i, sl in enumerate(ndimage.find_objects(comps), start=1):
         mask = comps[sl] == i
         idx = np.argwhere(mask) + [s.start for s in sl]
-        out.append({"centroid": idx.mean(0).tolist(), "z_range": (sl[2].start, sl[2].stop - 1), "voxels": int(mask.sum())})
+        out.append({"centroid": idx.mean(0).tolist(), "z_range": (sl[2].start, sl[2].stop - 1),
+                    "voxels": int(mask.sum())})
     return out
 
 
-def crop_with_padding(volume: torch.Tensor, start: Sequence[int], size: Sequence[int], pad_value: float = 0.0) -> torch.Tensor:
+def crop_with_padding(volume: torch.Tensor, start: Sequence[int], size: Sequence[int],
+                      pad_value: float = 0.0) -> torch.Tensor:
     """(C, X, Y, Z) volume -> (C, *size) block starting at voxel `start` (may lie outside: padded with `pad_value`)."""
     out = torch.full((volume.shape[0], *size), pad_value, dtype=volume.dtype)
     src, dst = [], []
@@ -130,24 +103,31 @@ class NoduleCropd(Randomizable, MapTransform):
         if self.label_key in d:
             label = torch.as_tensor(d[self.label_key])
             if label.ndim != 4 or label.shape[0] != 1:
-                raise ValueError(f"{_case_name(d, self.label_key)}: label must be (1, X, Y, Z), got {tuple(label.shape)}.")
+                raise ValueError(
+                    f"{describe_case(d, self.label_key)}: label must be (1, X, Y, Z), got {tuple(label.shape)}."
+                )
             nodules = nodule_components(label[0].cpu().numpy())
             if not nodules:
                 raise ValueError(
-                    f"{_case_name(d, self.label_key)}: the label has no nodule (no voxel > 0). Remove the case from "
+                    f"{describe_case(d, self.label_key)}: the label has no nodule (no voxel > 0). Remove the case from "
                     f"dataset.json (nothing to crop around), or give its nodule locations as centres."
                 )
             return nodules
         if self.centers_key in d:
             return [{"centroid": [float(c) for c in center], "z_range": None} for center in d[self.centers_key]]
-        raise KeyError(f"{_case_name(d)}: neither '{self.label_key}' nor '{self.centers_key}' given: nodule crops need one.")
+        raise KeyError(
+            f"{describe_case(d)}: neither '{self.label_key}' nor '{self.centers_key}' given: nodule crops need one."
+        )
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> list[dict]:
         """One volume dict -> a list with one dict per nodule (see the class docstring)."""
         d = dict(data)
         image = d["image"]
         if torch.as_tensor(image).ndim != 4 or image.shape[0] != 1:
-            raise ValueError(f"{_case_name(d)}: image must be (1, X, Y, Z) (load with ensure_channel_first), got {tuple(image.shape)}.")
+            raise ValueError(
+                f"{describe_case(d)}: image must be (1, X, Y, Z) (load with ensure_channel_first), "
+                f"got {tuple(image.shape)}."
+            )
         affine = image.affine.double() if isinstance(image, MetaTensor) else torch.eye(4, dtype=torch.float64)
         shape = image.shape[1:]
         h, w = self.crop_size
@@ -158,7 +138,10 @@ class NoduleCropd(Randomizable, MapTransform):
             cx, cy, cz = nodule["centroid"]
             for axis, c in enumerate((cx, cy, cz)):
                 if not -0.5 <= c < shape[axis] - 0.5:
-                    raise ValueError(f"{_case_name(d)}: nodule centre {nodule['centroid']} lies outside the volume {tuple(shape)}.")
+                    raise ValueError(
+                        f"{describe_case(d)}: nodule centre {nodule['centroid']} lies outside the volume "
+                        f"{tuple(shape)}."
+                    )
             z = int(round(cz))
             if self.random_slice and nodule["z_range"] is not None:
                 z = int(self.R.randint(nodule["z_range"][0], nodule["z_range"][1] + 1))
@@ -176,3 +159,6 @@ class NoduleCropd(Randomizable, MapTransform):
                            "crop_affine": affine @ shift})
             samples.append(sample)
         return samples
+
+
+__all__ = ["NoduleCropd", "check_crop_size", "crop_with_padding", "nodule_components"]

@@ -16,6 +16,7 @@ from sam2tune.prompts.simulate import (
     select_class,
     select_instance,
 )
+from sam2tune.utils.flags import as_bool
 
 PROMPT_MODES = ("box", "points", "box+points", "none")
 
@@ -77,8 +78,8 @@ class SimulatePromptsd(Randomizable, MapTransform):
         self.num_pos = int(num_pos)
         self.num_neg = int(num_neg)
         self.box_jitter = float(box_jitter)
-        self.center_points = bool(center_points)
-        self.instance = bool(instance)
+        self.center_points = as_bool(center_points, "center_points")
+        self.instance = as_bool(instance, "instance")
         self.class_ids = None if class_ids is None else [int(c) for c in class_ids]
         self.prefix = prefix
         self._seed = 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from sam2tune.utils.flags import as_bool
+
 
 class SelectRoundd(MapTransform):
     """pred (R + 1, H, W) (one item of ``InteractiveInferer``'s output, rounds as channels) -> (1, H, W) of one round.
@@ -16,9 +18,10 @@ class SelectRoundd(MapTransform):
             axis, e.g. validation) is left as it is.
     """
 
-    def __init__(self, keys: KeysCollection = "pred", index: int = -1, stacked: bool = False, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection = "pred", index: int = -1, stacked: bool = False,
+                 allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.index, self.stacked = int(index), bool(stacked)
+        self.index, self.stacked = int(index), as_bool(stacked, "stacked")
 
     def __call__(self, data):
         """Dict with (R + 1, H, W) arrays under ``keys`` -> the same dict with (1, H, W) under them."""

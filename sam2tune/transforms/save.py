@@ -17,7 +17,8 @@ class SaveMaskPNGd(MapTransform):
     so this writes the array as it is.
     """
 
-    def __init__(self, keys: KeysCollection = "pred", output_dir: str = "./outputs", id_key: str = "id", postfix: str = "mask") -> None:
+    def __init__(self, keys: KeysCollection = "pred", output_dir: str = "./outputs", id_key: str = "id",
+                 postfix: str = "mask") -> None:
         super().__init__(keys)
         self.output_dir, self.id_key, self.postfix = output_dir, id_key, postfix
 
@@ -25,7 +26,9 @@ class SaveMaskPNGd(MapTransform):
         """Write the file(s) and record their paths under `<key>_path`."""
         d = dict(data)
         os.makedirs(self.output_dir, exist_ok=True)
-        ident = d.get(self.id_key) or os.path.splitext(os.path.basename(str(d.get("image_meta_dict", {}).get("filename_or_obj", "image"))))[0]
+        ident = d.get(self.id_key) or os.path.splitext(
+            os.path.basename(str(d.get("image_meta_dict", {}).get("filename_or_obj", "image")))
+        )[0]
         for key in self.key_iterator(d):
             mask = np.asarray(d[key].detach().cpu() if hasattr(d[key], "detach") else d[key]).squeeze()
             if mask.ndim != 2:

@@ -54,7 +54,9 @@ class MCDropoutInferer(Inferer):
             raise ValueError(f"uncertainty must be one of {UNCERTAINTIES}, got {uncertainty!r}.")
         self.num_samples, self.uncertainty = int(num_samples), uncertainty
 
-    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def __call__(
+        self, inputs: torch.Tensor, network: nn.Module, *args, label: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
         """(B, S, H, W) -> (B, 2S, H, W); a ``label`` handed over by PromptPrepareBatch(pass_label=True) is not used."""
         mean, unc = mc_stack_predict(network, inputs, self.num_samples, self.uncertainty, **kwargs)
         return torch.cat([mean, unc], 1)

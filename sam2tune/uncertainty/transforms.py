@@ -9,7 +9,8 @@ from monai.transforms import MapTransform
 
 
 class SplitUncertaintyd(MapTransform):
-    """pred (2S, H, W) from MCDropoutInferer -> prob, uncertainty (1, S, H, W) and pred = (prob >= threshold) (1, S, H, W).
+    """pred (2S, H, W) from MCDropoutInferer -> prob, uncertainty (1, S, H, W) and pred = (prob >= threshold)
+    (1, S, H, W).
 
     The label, when present, gets the same leading channel (1, S, H, W) so MONAI metrics score each stack as one
     volume (3D Dice per nodule).
@@ -18,7 +19,8 @@ class SplitUncertaintyd(MapTransform):
     def __init__(self, keys: str = "pred", threshold: float = 0.5, label_key: str = "label",
                  prob_key: str = "prob", uncertainty_key: str = "uncertainty") -> None:
         super().__init__(keys)
-        self.threshold, self.label_key, self.prob_key, self.uncertainty_key = threshold, label_key, prob_key, uncertainty_key
+        self.threshold, self.label_key = threshold, label_key
+        self.prob_key, self.uncertainty_key = prob_key, uncertainty_key
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         """Decollated item -> item with prob, uncertainty and a binary pred."""
@@ -26,7 +28,10 @@ class SplitUncertaintyd(MapTransform):
         for key in self.key_iterator(d):
             x = d[key]
             if x.ndim != 3 or x.shape[0] % 2:
-                raise ValueError(f"{key} must be (2S, H, W) = [probability | uncertainty] from MCDropoutInferer, got {tuple(x.shape)}.")
+                raise ValueError(
+                    f"{key} must be (2S, H, W) = [probability | uncertainty] from MCDropoutInferer, got "
+                    f"{tuple(x.shape)}."
+                )
             s = x.shape[0] // 2
             d[self.prob_key], d[self.uncertainty_key] = x[:s][None], x[s:][None]
             d[key] = (x[:s] >= self.threshold).float()[None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -64,6 +66,26 @@ def atomic_write_json(obj: Any, path: str) -> str:
 def atomic_write_text(path: str, text: str) -> str:
     """Write `text` (UTF-8) to `path` atomically; returns `path`."""
     return _atomic(path, lambda f: f.write(text.encode()))
+
+
+def atomic_write_csv(path: str, rows: list[dict], fieldnames: list[str] | None = None) -> str:
+    """Write dict rows as CSV (header first) to `path` atomically; returns `path`.
+
+    Args:
+        path: the CSV file.
+        rows: one dict per row.
+        fieldnames: the columns, in order (default: the first row's keys; no rows and no fieldnames: an empty file).
+
+    Returns:
+        `path`.
+    """
+    buf = io.StringIO()
+    fields = list(fieldnames) if fieldnames is not None else list(rows[0]) if rows else []
+    if fields:
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
 
 
 def _json_default(o: Any) -> Any:

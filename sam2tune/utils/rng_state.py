@@ -25,7 +25,8 @@ _LEAVES = (torch.Tensor, np.ndarray, torch.nn.Module, str, bytes, int, float, bo
 
 
 def find_generators(root: object, path: str) -> dict[str, Generator]:
-    """Every NumPy / torch generator reachable from `root` through attributes and list items -> {dotted path: generator}."""
+    """Every NumPy / torch generator reachable from `root` through attributes and list items
+    -> {dotted path: generator}."""
     found: dict[str, Generator] = {}
     seen: set[int] = set()
 
@@ -49,7 +50,12 @@ def find_generators(root: object, path: str) -> dict[str, Generator]:
 def _legacy_state(state: tuple) -> dict:
     """np.random.RandomState.get_state() / np.random.get_state() -> tensors and numbers."""
     _, keys, pos, has_gauss, cached = state
-    return {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def _legacy_tuple(state: dict) -> tuple:
@@ -106,7 +112,9 @@ class RNGState:
         """Restore every generator of `state` (single process only: ranks of a DDP run keep their own streams)."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # rank 0 wrote its own streams: loading them on every rank would give all ranks the same augmentations
-            logger.info("Resumed under %d processes: random streams restart per rank (not restored).", dist.get_world_size())
+            logger.info(
+                "Resumed under %d processes: random streams restart per rank (not restored).", dist.get_world_size()
+            )
             return
         torch.set_rng_state(state["torch"])
         if state["cuda"] and torch.cuda.is_available():

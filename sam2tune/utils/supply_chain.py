@@ -137,7 +137,9 @@ def load_manifest(path: str = MANIFEST_PATH) -> dict[str, Any]:
         manifest = json.load(f)
     for key in ("package", "version", "upstream", "sdist", "files"):
         if key not in manifest:
-            raise ValueError(f"{path} lacks the key {key!r}: not a sam2 manifest (regenerate it with scripts/sam2_manifest.py).")
+            raise ValueError(
+                f"{path} lacks the key {key!r}: not a sam2 manifest (regenerate it with scripts/sam2_manifest.py)."
+            )
     return manifest
 
 
@@ -196,7 +198,9 @@ def upstream_blob(upstream: str, name: str, commit: str = UPSTREAM_COMMIT) -> st
     if kind != "blob":
         raise ValueError(f"{name} is a {kind} at {commit} in {upstream}, not a file.")
     if mode == "120000":  # symlink: git stores the target path; pip installs a copy of the target
-        target = os.path.normpath(os.path.join(os.path.dirname(name), git("cat-file", "blob", blob))).replace(os.sep, "/")
+        target = os.path.normpath(os.path.join(os.path.dirname(name), git("cat-file", "blob", blob))).replace(
+            os.sep, "/"
+        )
         return upstream_blob(upstream, target, commit)
     return blob
 

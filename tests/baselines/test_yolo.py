@@ -98,8 +98,8 @@ def test_train_step_lowers_loss_and_empty_label_works(net):
 
 def test_overrides_swap_network_loss_and_train_postprocessing():
     over = yolo_overrides("optic_cup_fundus_sam2", prompt="box")
-    assert over["network_def"]["_target_"] == "sam2tune.baselines.yolo.YOLOSegBaseline"
-    assert over["loss"] == {"_target_": "sam2tune.baselines.yolo.YOLOSegLoss", "network": "@network_def"}
+    assert over["network_def"]["_target_"] == "sam2tune.baselines.YOLOSegBaseline"
+    assert over["loss"] == {"_target_": "sam2tune.baselines.YOLOSegLoss", "network": "@network_def"}
     assert over["train#trainer#key_train_metric"] is None and over["prepare_batch#prompts"] == ["boxes"]
     ev = yolo_overrides("optic_cup_fundus_sam2", prompt="none", evaluate=True, distributed=True)
     assert ev["network_def"]["pretrained_checkpoint"] == "$@ckpt_dir + '/model.pt'"

@@ -1,4 +1,5 @@
-"""`--resume false` and `--deterministic false`, as the bundle CLI hands them over (strings), mean false in every bundle.
+"""`--resume false` and `--deterministic false`, as the bundle CLI hands them over (strings),
+mean false in every bundle.
 
 `python -m monai.bundle run training ... --resume false` passes the string "false" (fire only turns `False` into a
 bool), and "false" is truthy. Each bundle's train.json is parsed with MONAI's ConfigParser and the override, then:
@@ -18,7 +19,13 @@ from monai.bundle import ConfigParser
 
 from sam2tune.handlers import ResumableCheckpoint
 
-BUNDLES = ["abdomen_ct_sam2", "knee_cartilage_mri_sam2", "lung_nodule_ct_sam2", "optic_cup_fundus_sam2", "steel_defect_sam2"]
+BUNDLES = [
+    "abdomen_ct_sam2",
+    "knee_cartilage_mri_sam2",
+    "lung_nodule_ct_sam2",
+    "optic_cup_fundus_sam2",
+    "steel_defect_sam2",
+]
 UNITS = {"steel_defect_sam2": "step"}  # the others checkpoint every epoch
 
 
@@ -35,12 +42,14 @@ def _parser(bundle_tools, bundle: str, **override) -> ConfigParser:
 def test_resume_string_reaches_the_checkpoint_handler_parsed(bundle, given, expected, bundle_tools, tmp_path):
     # save_dict / validator need the network and data: the flag's path to the handler does not
     parser = _parser(bundle_tools, bundle, resume=given, ckpt_dir=str(tmp_path), **{"train#checkpoint#save_dict": {},
-                                                                                      "train#checkpoint#validator": None})
+                                                                                    "train#checkpoint#validator": None})
     handler = parser.get_parsed_content("train#checkpoint")
     assert isinstance(handler, ResumableCheckpoint) and handler.resume is expected
     assert handler.unit == UNITS.get(bundle, "epoch")
     # and it is the handler the trainer gets
-    assert parser["train"]["handlers"][-1].replace("::", "#") == "@train#checkpoint", "attached last (see its docstring)"
+    assert parser["train"]["handlers"][-1].replace("::", "#") == "@train#checkpoint", (
+        "attached last (see its docstring)"
+    )
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)

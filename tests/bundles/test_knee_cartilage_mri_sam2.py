@@ -79,9 +79,9 @@ def test_inference_cli_skips_subject_with_missing_tissue(trained, phantoms, tmp_
     fixed.CopyInformation(img)
     sitk.WriteImage(fixed, str(data / "knee_004" / "label.nii.gz"))
     out = tmp_path / "pred"
-    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file", bundle_tools.config_path(BUNDLE, "inference"),
-                          "--input_path", str(data), "--output_dir", str(out), "--ckpt_dir", str(trained / "models"),
-                          "--image_size", "64"])
+    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file",
+                          bundle_tools.config_path(BUNDLE, "inference"), "--input_path", str(data), "--output_dir",
+                          str(out), "--ckpt_dir", str(trained / "models"), "--image_size", "64"])
     summary = json.loads((out / "summary.json").read_text())
     assert [s["subject"] for s in summary["skipped_subjects"]] == ["knee_004"]
     assert "label tissue 3 (patellar_cartilage): no voxels" in summary["skipped_subjects"][0]["error"]
@@ -112,17 +112,27 @@ def _box(mask):
 
 def test_label_free_inference_with_prompts(trained, phantoms, tmp_path, bundle_tools):
     subject, truth = _unlabelled_subject(phantoms, tmp_path)
-    prompts = {"femoral_cartilage": [{"slice": 1, "box": _box(truth[1] == 1)}, {"slice": 3, "box": _box(truth[3] == 1)}],
-               "2": {"slice": 2, "box": _box(truth[2] == 2)},
-               "patellar_cartilage": {"slice": 2, "points": [[int(c) for c in np.argwhere(truth[2] == 3)[0][::-1]]],
-                                      "point_labels": [1]}}
+    prompts = {
+        "femoral_cartilage": [{"slice": 1, "box": _box(truth[1] == 1)}, {"slice": 3, "box": _box(truth[3] == 1)}],
+        "2": {"slice": 2, "box": _box(truth[2] == 2)},
+        "patellar_cartilage": {
+            "slice": 2,
+            "points": [[int(c) for c in np.argwhere(truth[2] == 3)[0][::-1]]],
+            "point_labels": [1],
+        },
+    }
     (tmp_path / "prompts.json").write_text(json.dumps(prompts))
     out = tmp_path / "pred"
-    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file", bundle_tools.config_path(BUNDLE, "inference"),
-                          "--input_path", str(subject), "--prompts", str(tmp_path / "prompts.json"), "--output_dir", str(out),
-                          "--ckpt_dir", str(trained / "models"), "--image_size", "64", "--amp", "false"])
+    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file",
+                          bundle_tools.config_path(BUNDLE, "inference"), "--input_path", str(subject), "--prompts",
+                          str(tmp_path / "prompts.json"), "--output_dir", str(out), "--ckpt_dir",
+                          str(trained / "models"), "--image_size", "64", "--amp", "false"])
     result = json.loads((out / "knee_001_result.json").read_text())
-    assert result["mode"] == "prompts" and set(result["tissues"]) == {"femoral_cartilage", "tibial_cartilage", "patellar_cartilage"}
+    assert result["mode"] == "prompts" and set(result["tissues"]) == {
+        "femoral_cartilage",
+        "tibial_cartilage",
+        "patellar_cartilage",
+    }
     pred_img = sitk.ReadImage(str(out / "knee_001_seg.nii.gz"))
     ref = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(f"{subject}/image"))
     assert pred_img.GetSize() == ref.GetSize()
@@ -166,9 +176,10 @@ def test_label_free_propagate_reaches_unprompted_slices(trained, phantoms, tmp_p
     out = tmp_path / "pred"
     prompts = {"femoral_cartilage": {"slice": 2, "box": _box(truth[2] == 1)}}
     (tmp_path / "p.json").write_text(json.dumps(prompts))
-    bundle_tools.run_workflow(BUNDLE, ["inference"], run_id="inferring", input_path=str(subject), prompts=str(tmp_path / "p.json"),
-                              propagate="True", dicom_seg="false", output_dir=str(out), ckpt_dir=str(trained / "models"),
-                              image_size=64, amp="False", device="cpu")
+    bundle_tools.run_workflow(BUNDLE, ["inference"], run_id="inferring", input_path=str(subject),
+                              prompts=str(tmp_path / "p.json"), propagate="True", dicom_seg="false",
+                              output_dir=str(out), ckpt_dir=str(trained / "models"), image_size=64, amp="False",
+                              device="cpu")
     result = json.loads((out / "knee_003_result.json").read_text())
     assert result["mode"] == "propagate" and result["dicom_seg"] is None  # dicom_seg "false" honoured
     pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "knee_003_seg.nii.gz")))
@@ -186,8 +197,16 @@ def test_label_free_bad_prompts_name_the_problem(trained, phantoms, tmp_path, bu
     subject, _ = _unlabelled_subject(phantoms, tmp_path)
     common = dict(run_id="inferring", input_path=str(subject), output_dir=str(tmp_path / "pred"),
                   ckpt_dir=str(trained / "models"), image_size=64, amp=False, device="cpu")
-    for prompts, message in (({"meniscus": {"slice": 1, "box": [1, 1, 5, 5]}}, "Unknown tissue 'meniscus': this bundle knows 1 femoral_cartilage"),
-                             ({"femoral_cartilage": {"slice": 7, "box": [1, 1, 5, 5]}}, "tissue 'femoral_cartilage' is prompted on slice 7, outside the volume (slices 0..4)")):
+    for prompts, message in (
+        (
+            {"meniscus": {"slice": 1, "box": [1, 1, 5, 5]}},
+            "Unknown tissue 'meniscus': this bundle knows 1 femoral_cartilage",
+        ),
+        (
+            {"femoral_cartilage": {"slice": 7, "box": [1, 1, 5, 5]}},
+            "tissue 'femoral_cartilage' is prompted on slice 7, outside the volume (slices 0..4)",
+        ),
+    ):
         path = tmp_path / "prompts.json"
         path.write_text(json.dumps(prompts))
         with pytest.raises(Exception) as err:
@@ -201,7 +220,8 @@ def test_label_free_bad_prompts_name_the_problem(trained, phantoms, tmp_path, bu
 def test_click_protocol_writes_its_files(trained, phantoms, bundle_tools):
     """The click protocol on the knee test slices: one curve per prompted tissue instance."""
     bundle_tools.run_workflow(BUNDLE, ["train", "evaluate", "evaluate_interactive"], dataset_dir=phantoms,
-                              output_dir=str(trained), ckpt_dir=str(trained / "models"), max_clicks=5, **bundle_tools.TINY)
+                              output_dir=str(trained), ckpt_dir=str(trained / "models"), max_clicks=5,
+                              **bundle_tools.TINY)
     out = trained / "eval_interactive"
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["dice_at_clicks"]) == 6 and summary["objects"] >= 2

@@ -1,4 +1,5 @@
-"""lung_nodule_ct_sam2 on MSD-layout phantoms: contract commands, warm-up/LR history, MC report, inference, bad input."""
+"""lung_nodule_ct_sam2 on MSD-layout phantoms: contract commands, warm-up/LR history, MC report, inference,
+bad input."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def trained(phantoms, tmp_path_factory, bundle_tools):
     random init; 2 epochs of one batch (the earlier setting) learnt nothing (0.159 vs 0.159).
     """
     out = tmp_path_factory.mktemp("run")
-    common = dict(dataset_dir=str(phantoms), output_dir=str(out), ckpt_dir=str(out / "models"), **{**bundle_tools.TINY, **SMALL})
+    common = dict(
+        dataset_dir=str(phantoms), output_dir=str(out), ckpt_dir=str(out / "models"), **{**bundle_tools.TINY, **SMALL}
+    )
     bundle_tools.run_workflow(BUNDLE, ["train"], max_epochs=3, warmup_epochs=1, finetune="full", learning_rate=1e-3,
                               **{**common, "batch_size": 1, "train#lr_scheduler#t_total": 10000})
     bundle_tools.run_workflow(BUNDLE, ["train", "evaluate"], mc_samples=3, **common)
@@ -79,16 +82,17 @@ def test_inference_cli_saves_probability_and_uncertainty(trained, phantoms, tmp_
     truth = [t for t in json.loads((phantoms / "nodules.json").read_text()) if t["case"] == "lung_001"]
     center = [round(c) for c in truth[0]["center_voxel"]]
     out = tmp_path / "pred"
-    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file", bundle_tools.config_path(BUNDLE, "inference"),
-                          "--input_path", str(phantoms / "imagesTr" / "lung_001.nii.gz"), "--output_dir", str(out),
-                          "--ckpt_dir", str(trained / "models"), "--image_size", "32", "--crop_size", "[32,32]",
-                          "--centers", json.dumps([center]), "--mc_samples", "3"])
+    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file",
+                          bundle_tools.config_path(BUNDLE, "inference"), "--input_path",
+                          str(phantoms / "imagesTr" / "lung_001.nii.gz"), "--output_dir", str(out), "--ckpt_dir",
+                          str(trained / "models"), "--image_size", "32", "--crop_size", "[32,32]", "--centers",
+                          json.dumps([center]), "--mc_samples", "3"])
     prob = nib.load(out / "lung_001_nodule0_prob.nii.gz")
     unc = nib.load(out / "lung_001_nodule0_uncertainty.nii.gz").get_fdata()
-    assert prob.shape == (32, 32, 5) and unc.shape == (32, 32, 5)  # adjacent_slices 2 at inference
+    assert prob.shape == (32, 32, 3) and unc.shape == (32, 32, 3)  # adjacent_slices 1, as in training
     assert 0.0 <= prob.get_fdata().min() and prob.get_fdata().max() <= 1.0 and 0.0 <= unc.min() and unc.max() <= 1.0
     src = nib.load(phantoms / "imagesTr" / "lung_001.nii.gz").affine
-    assert np.allclose(prob.affine[:3, 3], (src @ [center[0] - 16, center[1] - 16, center[2] - 2, 1])[:3])
+    assert np.allclose(prob.affine[:3, 3], (src @ [center[0] - 16, center[1] - 16, center[2] - 1, 1])[:3])
     assert (out / "lung_001_nodule0_pred.nii.gz").is_file()
 
 
@@ -108,8 +112,8 @@ def test_empty_label_names_the_case(phantoms, tmp_path, bundle_tools):
     for f in (data / "labelsTr").iterdir():
         _edit(f, lambda a: a * 0)
     with pytest.raises(Exception) as err:
-        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(data), output_dir=str(tmp_path / "o"), max_epochs=1,
-                                  finetune="decoder_only", **{**bundle_tools.TINY, **SMALL})
+        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(data), output_dir=str(tmp_path / "o"),
+                                  max_epochs=1, finetune="decoder_only", **{**bundle_tools.TINY, **SMALL})
     assert "no nodule" in bundle_tools.error_chain(err.value) and "lung_00" in bundle_tools.error_chain(err.value)
 
 
@@ -118,23 +122,38 @@ def test_nan_voxels_name_the_case_and_fix(phantoms, tmp_path, bundle_tools):
     for f in (data / "imagesTr").iterdir():
         _edit(f, lambda a: np.where(np.arange(a.size).reshape(a.shape) == 7, np.nan, a))
     with pytest.raises(Exception) as err:
-        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(data), output_dir=str(tmp_path / "o"), **{**bundle_tools.TINY, **SMALL})
+        bundle_tools.run_workflow(
+            BUNDLE, ["train"], dataset_dir=str(data), output_dir=str(tmp_path / "o"), **{**bundle_tools.TINY, **SMALL}
+        )
     message = bundle_tools.error_chain(err.value)
     assert "NaN" in message and "nan_fill" in message and "lung_00" in message
 
 
 def test_wrong_crop_size_and_missing_dataset(phantoms, tmp_path, bundle_tools):
     with pytest.raises(Exception) as err:
-        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(phantoms), output_dir=str(tmp_path), **{**bundle_tools.TINY, **SMALL, "crop_size": [96]})
+        bundle_tools.run_workflow(
+            BUNDLE,
+            ["train"],
+            dataset_dir=str(phantoms),
+            output_dir=str(tmp_path),
+            **{**bundle_tools.TINY, **SMALL, "crop_size": [96]},
+        )
     assert "crop_size" in bundle_tools.error_chain(err.value)
     with pytest.raises(Exception) as err:
-        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(tmp_path / "nowhere"), output_dir=str(tmp_path), **bundle_tools.TINY)
+        bundle_tools.run_workflow(
+            BUNDLE, ["train"], dataset_dir=str(tmp_path / "nowhere"), output_dir=str(tmp_path), **bundle_tools.TINY
+        )
     assert "make_phantoms.py lung_nodule" in bundle_tools.error_chain(err.value)
 
 
 def test_click_protocol_on_slice_stacks(trained, phantoms, bundle_tools):
     """The click protocol after the learned prompt: every labelled slice of each nodule stack is one object."""
-    common = dict(dataset_dir=str(phantoms), output_dir=str(trained), ckpt_dir=str(trained / "models"), **{**bundle_tools.TINY, **SMALL})
+    common = dict(
+        dataset_dir=str(phantoms),
+        output_dir=str(trained),
+        ckpt_dir=str(trained / "models"),
+        **{**bundle_tools.TINY, **SMALL},
+    )
     bundle_tools.run_workflow(BUNDLE, ["train", "evaluate", "evaluate_interactive"], max_clicks=3, **common)
     out = trained / "eval_interactive"
     summary = json.loads((out / "summary.json").read_text())

@@ -101,6 +101,15 @@ def test_at_least_one_bundle_has_metadata():
 
 @pytest.mark.parametrize("meta_file", META_FILES, ids=lambda p: p.parent.parent.name)
 def test_bundle_metadata_verifies_offline(meta_file: Path):
+    from monai.bundle import verify_metadata
+
+    # in-process (the command line costs a fresh interpreter each: checked once, below); raises on any violation
+    verify_metadata(meta_file=str(meta_file), filepath=str(REPO_ROOT / SCHEMA))
+
+
+def test_bundle_metadata_verifies_on_the_command_line():
+    """The contract command itself, from the repository root, on one bundle."""
+    meta_file = next(p for p in META_FILES if p.parent.parent.name == "optic_cup_fundus_sam2")
     result = verify(meta_file.relative_to(REPO_ROOT))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -202,3 +211,31 @@ def test_wrong_type_fails(tmp_path: Path, path: tuple[str, ...], value):
     parent[path[-1]] = value
     with pytest.raises(ValueError, match="Failed validating"):
         verify_metadata(meta_file=str(write_meta(tmp_path, meta)), filepath=str(REPO_ROOT / SCHEMA))
+
+
+@pytest.mark.parametrize("meta_file", META_FILES, ids=lambda p: p.parent.parent.name)
+def test_bundle_declares_the_dimension_it_serves(meta_file: Path):
+    """`data_dimension` (what the MONAI Label app serves) agrees with what inference.json loads: photos <=> 2."""
+    from sam2tune.monailabel.model import data_dimension
+
+    meta = json.loads(meta_file.read_text())
+    inference = (meta_file.parent / "inference.json").read_text()
+    assert meta["data_dimension"] == (2 if "LoadJPEGd" in inference else 3)
+    assert data_dimension(meta) == meta["data_dimension"]
+
+
+@pytest.mark.parametrize("value", [1, 4, "3", True, None])
+def test_bad_data_dimension_is_refused_by_name(value):
+    from sam2tune.monailabel.model import data_dimension
+
+    with pytest.raises(ValueError, match="data_dimension must be 2"):
+        data_dimension({"data_dimension": value}, "m.json")
+
+
+def test_dimension_falls_back_to_monai_labels_rule():
+    from sam2tune.monailabel.model import data_dimension
+
+    shape = {"network_data_format": {"inputs": {"image": {"spatial_shape": [96, 96, 96]}}}}
+    assert data_dimension(shape) == 3
+    shape["network_data_format"]["inputs"]["image"]["spatial_shape"] = [512, 512]
+    assert data_dimension(shape) == 2

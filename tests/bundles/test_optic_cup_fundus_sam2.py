@@ -26,8 +26,9 @@ def phantoms(tmp_path_factory):
 def trained(phantoms, tmp_path_factory, bundle_tools):
     """One short LoRA training run shared by the tests below."""
     out = tmp_path_factory.mktemp("run")
-    bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(out), ckpt_dir=str(out / "models"),
-                 max_epochs=2, finetune="lora", learning_rate=1e-3, **bundle_tools.TINY)
+    bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(out),
+                              ckpt_dir=str(out / "models"), max_epochs=2, finetune="lora", learning_rate=1e-3,
+                              **bundle_tools.TINY)
     yield out
     shutil.rmtree(out, ignore_errors=True)  # checkpoints: free the disk once the module is done
 
@@ -47,8 +48,9 @@ def test_training_leaves_contract_files(trained):
 
 def test_resume_continues_from_checkpoint(trained, phantoms, bundle_tools):
     """A second run with more epochs resumes at epoch 3 instead of starting again."""
-    bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(trained), ckpt_dir=str(trained / "models"),
-                 max_epochs=3, finetune="lora", learning_rate=1e-3, **bundle_tools.TINY)
+    bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(trained),
+                              ckpt_dir=str(trained / "models"), max_epochs=3, finetune="lora", learning_rate=1e-3,
+                              **bundle_tools.TINY)
     history = json.loads((trained / "training_history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert history[2]["iteration"] == 3 * history[0]["iteration"]
@@ -91,9 +93,10 @@ def test_inference_cli_on_real_fundus_photo(trained, tmp_path, bundle_tools):
 
     photo = os.path.join(os.path.dirname(skimage.__file__), "data", "retina.jpg")
     out = tmp_path / "masks"
-    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file", bundle_tools.config_path(BUNDLE, "inference"),
-             "--input_path", photo, "--output_dir", str(out), "--ckpt_dir", str(trained / "models"),
-             "--image_size", "64", "--box", "[500,500,900,900]"])
+    bundle_tools.run_cli(["-m", "monai.bundle", "run", "inferring", "--config_file",
+                          bundle_tools.config_path(BUNDLE, "inference"), "--input_path", photo, "--output_dir",
+                          str(out), "--ckpt_dir", str(trained / "models"), "--image_size", "64", "--box",
+                          "[500,500,900,900]"])
     mask = Image.open(out / "retina_mask.png")
     assert mask.size == (1411, 1411)
     # prompt-free (no --box: the learned prompt token), the same workflow in-process
@@ -106,29 +109,34 @@ def test_inference_cli_on_real_fundus_photo(trained, tmp_path, bundle_tools):
 
 def test_bad_dataset_dir_names_the_fix(tmp_path, bundle_tools):
     with pytest.raises(Exception) as err:
-        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=str(tmp_path / "nowhere"), output_dir=str(tmp_path), **bundle_tools.TINY)
+        bundle_tools.run_workflow(
+            BUNDLE, ["train"], dataset_dir=str(tmp_path / "nowhere"), output_dir=str(tmp_path), **bundle_tools.TINY
+        )
     message = bundle_tools.error_chain(err.value)
     assert "nowhere" in message and "make_phantoms.py refuge" in message
 
 
 def test_unknown_finetune_names_the_key(phantoms, tmp_path, bundle_tools):
     with pytest.raises(Exception) as err:
-        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(tmp_path), finetune="sideways", **bundle_tools.TINY)
+        bundle_tools.run_workflow(
+            BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(tmp_path), finetune="sideways", **bundle_tools.TINY
+        )
     message = bundle_tools.error_chain(err.value)
     assert "sideways" in message and "finetune" in message and "lora" in message
 
 
 def test_training_cli_verbatim(phantoms, tmp_path, bundle_tools):
     """`python -m monai.bundle run training --config_file ...` with --key value overrides, as users type it."""
-    bundle_tools.run_cli(["-m", "monai.bundle", "run", "training", "--config_file", bundle_tools.config_path(BUNDLE, "train"),
-             "--dataset_dir", phantoms, "--output_dir", str(tmp_path), "--ckpt_dir", str(tmp_path / "m"),
-             "--finetune", "decoder_only", "--max_epochs", "1", "--image_size", "64", "--num_workers", "0",
-             "--batch_size", "4"])
+    bundle_tools.run_cli(["-m", "monai.bundle", "run", "training", "--config_file",
+                          bundle_tools.config_path(BUNDLE, "train"), "--dataset_dir", phantoms, "--output_dir",
+                          str(tmp_path), "--ckpt_dir", str(tmp_path / "m"), "--finetune", "decoder_only",
+                          "--max_epochs", "1", "--image_size", "64", "--num_workers", "0", "--batch_size", "4"])
     assert (tmp_path / "m" / "model.pt").is_file()
 
 
 def test_torchrun_two_processes_gloo(phantoms, tmp_path, bundle_tools):
-    """The contract's torchrun command with multi_gpu_train.json: 2 CPU processes (gloo), one tiny epoch, rank-0 files."""
+    """The contract's torchrun command with multi_gpu_train.json: 2 CPU processes (gloo), one tiny epoch,
+    rank-0 files."""
     import shutil
     import sys
 
@@ -152,7 +160,8 @@ def test_click_protocol_writes_its_files(trained, phantoms, bundle_tools):
     import csv
 
     bundle_tools.run_workflow(BUNDLE, ["train", "evaluate", "evaluate_interactive"], dataset_dir=phantoms,
-                              output_dir=str(trained), ckpt_dir=str(trained / "models"), max_clicks=5, **bundle_tools.TINY)
+                              output_dir=str(trained), ckpt_dir=str(trained / "models"), max_clicks=5,
+                              **bundle_tools.TINY)
     out = trained / "eval_interactive"
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["dice_at_clicks"]) == len(summary["iou_at_clicks"]) == 6
@@ -167,6 +176,7 @@ def test_click_protocol_writes_its_files(trained, phantoms, bundle_tools):
 
 def test_bad_correction_rounds_is_refused_naming_the_key(phantoms, tmp_path, bundle_tools):
     with pytest.raises(Exception) as err:
-        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(tmp_path), ckpt_dir=str(tmp_path),
-                                  max_epochs=1, **{**bundle_tools.TINY, "correction_rounds": "many"})
+        bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(tmp_path),
+                                  ckpt_dir=str(tmp_path), max_epochs=1,
+                                  **{**bundle_tools.TINY, "correction_rounds": "many"})
     assert "correction_rounds" in bundle_tools.error_chain(err.value)

@@ -1,4 +1,4 @@
-"""Hand-over zip (``python -m sam2tune.bundles export``) and the download round trip through ``monai.bundle download``."""
+"""Hand-over zip (``python -m sam2tune.bundles export``) and the download round trip (``monai.bundle download``)."""
 
 from __future__ import annotations
 
@@ -107,7 +107,10 @@ def test_adapter_export_ships_the_adapter_and_the_base_checkpoint_reference(tmp_
         names = set(zf.namelist())
         large = zf.read(f"{BUNDLE}/large_files.yml").decode()
         meta = json.loads(zf.read(f"{BUNDLE}/configs/metadata.json"))
-    assert {f"{BUNDLE}/models/adapter/adapter_config.json", f"{BUNDLE}/models/adapter/adapter_model.safetensors"} <= names
+    assert {
+        f"{BUNDLE}/models/adapter/adapter_config.json",
+        f"{BUNDLE}/models/adapter/adapter_model.safetensors",
+    } <= names
     assert f"{BUNDLE}/models/model.pt" not in names
     assert "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_tiny.pt" in large
     assert 'path: "models/sam2.1_hiera_tiny.pt"' in large
@@ -194,20 +197,16 @@ def test_bundle_root_of_a_copied_bundle_is_the_copy(tmp_path, monkeypatch):
     """A workflow over a copy (anywhere, no --bundle_root) resolves bundle_root to that copy, from any directory."""
     import shutil
 
-    from monai.bundle import ConfigWorkflow
+    from sam2tune.bundles import run_workflow
 
     copy = tmp_path / "shared" / "my_cup_bundle"
     shutil.copytree(SOURCE / "configs", copy / "configs")
     monkeypatch.chdir(REPO)  # even from inside a checkout that holds a bundle of the same name
     monkeypatch.delenv("SAM2TUNE_BUNDLES", raising=False)
-    wf = ConfigWorkflow(config_file=str(copy / "configs" / "inference.json"), logging_file=False,
-                        workflow_type="inference")
-    wf.initialize()
+    wf = run_workflow(copy, ["inference"], run=False, workflow_type="inference")
     assert wf.bundle_root == str(copy.resolve())
     assert wf.parser.get_parsed_content("input_path") == f"{copy.resolve()}/docs/sample.jpg"
-    wf = ConfigWorkflow(config_file=str(copy / "configs" / "inference.json"), logging_file=False,
-                        workflow_type="inference", bundle_root=str(tmp_path))
-    wf.initialize()
+    wf = run_workflow(copy, ["inference"], run=False, workflow_type="inference", bundle_root=str(tmp_path))
     assert wf.bundle_root == str(tmp_path)  # --bundle_root wins
 
 
@@ -236,13 +235,11 @@ def test_bundle_root_outside_a_workflow_follows_the_documented_order(tmp_path, m
 
 def test_workflow_whose_first_config_is_not_in_a_bundle_is_refused(tmp_path, monkeypatch, bundle_tools):
     """A first --config_file outside any bundle's configs/ cannot name the bundle: an error says what to do."""
-    from monai.bundle import ConfigWorkflow
+    from sam2tune.bundles import run_workflow
 
     monkeypatch.delenv("SAM2TUNE_BUNDLES", raising=False)
     (tmp_path / "settings.json").write_text(json.dumps({"image_size": 64}))
-    wf = ConfigWorkflow(config_file=[str(tmp_path / "settings.json"), str(SOURCE / "configs" / "inference.json")],
-                        logging_file=False, workflow_type="inference")
-    wf.initialize()
+    wf = run_workflow(SOURCE, [str(tmp_path / "settings.json"), "inference"], run=False, workflow_type="inference")
     with pytest.raises(Exception) as err:
         wf.bundle_root  # noqa: B018 - the property resolves bundle_root inside the workflow
     assert "list the bundle's own config first" in bundle_tools.error_chain(err.value)

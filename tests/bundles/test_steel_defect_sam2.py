@@ -43,9 +43,19 @@ def base_ckpt(tmp_path_factory):
 def trained(phantoms, base_ckpt, tmp_path_factory, bundle_tools):
     """One short LoRA run (validation every 2 steps, a train log row every step) shared by the tests below."""
     out = tmp_path_factory.mktemp("run")
-    bundle_tools.run_workflow(BUNDLE, ["train"], dataset_dir=phantoms, output_dir=str(out), ckpt_dir=str(out / "models"),
-                              pretrained_checkpoint=base_ckpt, max_epochs=1, val_interval=2, log_interval=1,
-                              deterministic=False, **bundle_tools.TINY)
+    bundle_tools.run_workflow(
+        BUNDLE,
+        ["train"],
+        dataset_dir=phantoms,
+        output_dir=str(out),
+        ckpt_dir=str(out / "models"),
+        pretrained_checkpoint=base_ckpt,
+        max_epochs=1,
+        val_interval_steps=2,
+        log_interval=1,
+        deterministic=False,
+        **bundle_tools.TINY,
+    )
     yield out
     shutil.rmtree(out, ignore_errors=True)  # checkpoints: free the disk once the module is done
 
@@ -77,7 +87,9 @@ def test_named_outputs_and_summary(trained):
     assert summary["best_val_iou"] in [v["iou"] for v in summary["validations"]]
     assert summary["best_val_iou"] >= max(v["iou"] for v in summary["validations"]) - 1e-4
     assert (models / f"final_lora_step{steps}" / "adapter_model.safetensors").is_file()
-    assert [p.name for p in models.glob("latest_lora_step*")] == [f"latest_lora_step{summary['validations'][-1]['step']}"]
+    assert [p.name for p in models.glob("latest_lora_step*")] == [
+        f"latest_lora_step{summary['validations'][-1]['step']}"
+    ]
     assert summary["parameters"]["trainable"] < 0.05 * summary["parameters"]["total"]
     # the contract's deployable pair follows the best model
     a = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
@@ -112,7 +124,9 @@ def best(trained):
 def outputs(best, phantoms, base_ckpt):
     """Merged model and base + adapter (unmerged) run on one validation image with its box."""
     merged = SAM2Segmenter("tiny", SIZE, num_prompt_tokens=1, pretrained_checkpoint=best[1]).eval()
-    unmerged = load_adapter(SAM2Segmenter("tiny", SIZE, num_prompt_tokens=1, pretrained_checkpoint=base_ckpt), best[0]).eval()
+    unmerged = load_adapter(
+        SAM2Segmenter("tiny", SIZE, num_prompt_tokens=1, pretrained_checkpoint=base_ckpt), best[0]
+    ).eval()
     image, boxes = _batch(phantoms)
     with torch.no_grad():
         return {"merged_net": merged, "image": image, "boxes": boxes,
@@ -160,7 +174,9 @@ def test_adapter_bank_switches_and_restores_bit_for_bit(best, outputs, phantoms,
     assert all(torch.equal(after[k], v) for k, v in base_before.items() if k != "prompt_tokens")
 
     merged_state = torch.load(best[1], map_location="cpu", weights_only=True)
-    stats = measure_adapter_bank(bank, image, {"boxes": boxes}, repeats=4, full_model=outputs["merged_net"], full_state=merged_state)
+    stats = measure_adapter_bank(
+        bank, image, {"boxes": boxes}, repeats=4, full_model=outputs["merged_net"], full_state=merged_state
+    )
     assert stats["adapters"] == ["steel", "steel_r4"] and bank.active == "steel"
     assert 0 < stats["adapter_bytes"]["steel_r4"] < stats["adapter_bytes"]["steel"] < 0.05 * stats["base_bytes"]
     assert stats["bank_bytes"] < stats["one_full_model_per_domain_bytes"]
@@ -185,8 +201,17 @@ def test_inference_full_size_mask(trained, phantoms, tmp_path, bundle_tools):
 
     item = severstal_datalist(phantoms, "test")[0]
     out = tmp_path / "masks"
-    bundle_tools.run_workflow(BUNDLE, ["inference"], run_id="inferring", input_path=item["image"], output_dir=str(out),
-                              ckpt_dir=str(trained / "models"), sam2_variant="tiny", image_size=SIZE, box=[10, 2, 60, 30])
+    bundle_tools.run_workflow(
+        BUNDLE,
+        ["inference"],
+        run_id="inferring",
+        input_path=item["image"],
+        output_dir=str(out),
+        ckpt_dir=str(trained / "models"),
+        sam2_variant="tiny",
+        image_size=SIZE,
+        box=[10, 2, 60, 30],
+    )
     masks = list(out.glob("*_mask.png"))
     assert len(masks) == 1 and Image.open(masks[0]).size == (200, 32)
 
@@ -210,12 +235,47 @@ def test_torchrun_two_processes_gloo(phantoms, base_ckpt, tmp_path, bundle_tools
     files = f"['{bundle_tools.config_path(BUNDLE, 'train')}','{bundle_tools.config_path(BUNDLE, 'multi_gpu_train')}']"
     # 9 train items / (2 ranks x batch 2) -> 3 steps; validation every 2 steps and after the last
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "-m", "monai.bundle", "run", "training", "--config_file", files,
-         "--dataset_dir", phantoms, "--output_dir", str(tmp_path), "--ckpt_dir", str(tmp_path / "m"),
-         "--pretrained_checkpoint", base_ckpt, "--sam2_variant", "tiny", "--image_size", str(SIZE), "--amp", "False",
-         "--max_epochs", "1", "--num_workers", "0", "--batch_size", "2", "--val_interval", "2", "--log_interval", "1",
-         "--deterministic", "False"],
-        cwd=bundle_tools.REPO, capture_output=True, text=True, timeout=600,
+        [
+            torchrun,
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            files,
+            "--dataset_dir",
+            phantoms,
+            "--output_dir",
+            str(tmp_path),
+            "--ckpt_dir",
+            str(tmp_path / "m"),
+            "--pretrained_checkpoint",
+            base_ckpt,
+            "--sam2_variant",
+            "tiny",
+            "--image_size",
+            str(SIZE),
+            "--amp",
+            "False",
+            "--max_epochs",
+            "1",
+            "--num_workers",
+            "0",
+            "--batch_size",
+            "2",
+            "--val_interval_steps",
+            "2",
+            "--log_interval",
+            "1",
+            "--deterministic",
+            "False",
+        ],
+        cwd=bundle_tools.REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((tmp_path / "training_summary.json").read_text())
@@ -228,9 +288,15 @@ def test_torchrun_two_processes_gloo(phantoms, base_ckpt, tmp_path, bundle_tools
     assert len(json.loads((tmp_path / "training_history.json").read_text())) == 1
     models = tmp_path / "m"
     names = sorted(p.name for p in models.iterdir())
-    assert [n for n in names if n.startswith(("best_lora", "best_merged", "latest_lora", "final_lora", "checkpoint_"))] == [
-        f"best_lora_{summary['files']['best_lora'][len('best_lora_'):]}", summary["files"]["best_merged"],
-        f"checkpoint_{steps}.pt", f"final_lora_step{steps}", f"latest_lora_step{steps}"]
+    assert [
+        n for n in names if n.startswith(("best_lora", "best_merged", "latest_lora", "final_lora", "checkpoint_"))
+    ] == [
+        f"best_lora_{summary['files']['best_lora'][len('best_lora_') :]}",
+        summary["files"]["best_merged"],
+        f"checkpoint_{steps}.pt",
+        f"final_lora_step{steps}",
+        f"latest_lora_step{steps}",
+    ]
     assert not list(tmp_path.rglob(".tmp*")) and not list(tmp_path.rglob("*.tmp*"))
     state = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in state), "model.pt must be the unwrapped network"
@@ -244,21 +310,35 @@ class _Killed(RuntimeError):
 
 
 def test_resume_step_run_continues_without_redoing_steps(phantoms, base_ckpt, tmp_path, bundle_tools):
-    """Kill after step K+1=4 (checkpoint at K=3, mid-epoch 2), rerun the same command: steps 4..6 only, logs continue."""
+    """Kill after step K+1=4 (checkpoint at K=3, mid-epoch 2), rerun the same command: steps 4..6 only, logs go on."""
     from ignite.engine import Events
-    from monai.bundle import ConfigWorkflow
 
     K = 3  # 9 train items, batch 5 -> 2 steps an epoch; 3 epochs = 6 steps; checkpoints (= validations) every 3
-    keys = dict(dataset_dir=phantoms, output_dir=str(tmp_path), ckpt_dir=str(tmp_path / "m"), pretrained_checkpoint=base_ckpt,
-                max_epochs=3, val_interval=K, log_interval=1, deterministic=False, resume=True, **{**bundle_tools.TINY, "batch_size": 5})
+    keys = dict(
+        dataset_dir=phantoms,
+        output_dir=str(tmp_path),
+        ckpt_dir=str(tmp_path / "m"),
+        pretrained_checkpoint=base_ckpt,
+        max_epochs=3,
+        val_interval_steps=K,
+        val_interval=100,  # no epoch-end validations: here validations are the step checkpoints' (every K)
+        log_interval=1,
+        deterministic=False,
+        resume=True,
+        **{**bundle_tools.TINY, "batch_size": 5},
+    )
 
-    def workflow():
-        wf = ConfigWorkflow(config_file=bundle_tools.config_path(BUNDLE, "train"), meta_file=bundle_tools.config_path(BUNDLE, "metadata"),
-                            logging_file=False, workflow_type=None, **keys)
-        wf.initialize()
-        return wf, wf.parser.get_parsed_content("train#trainer")
+    def rerun() -> list[int]:
+        """The same command again, run to its end and finalized -> the steps it trained."""
+        ran = []
+        with bundle_tools.open_workflow(BUNDLE, ["train"], **keys) as wf:
+            trainer = wf.parser.get_parsed_content("train#trainer")
+            trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: ran.append(e.state.iteration))
+            wf.run()
+        return ran
 
-    wf, trainer = workflow()
+    wf = bundle_tools.run_workflow(BUNDLE, ["train"], run=False, **keys)  # killed below: never finalized
+    trainer = wf.parser.get_parsed_content("train#trainer")
 
     @trainer.on(Events.ITERATION_COMPLETED(once=K + 1))  # one step past checkpoint K: its log row must not repeat
     def _kill(engine):
@@ -273,12 +353,7 @@ def test_resume_step_run_continues_without_redoing_steps(phantoms, base_ckpt, tm
     first_rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
     assert [int(r["step"]) for r in first_rows] == [1, 2, 3, 4]
 
-    wf, trainer = workflow()
-    ran = []
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: ran.append(e.state.iteration))
-    wf.run()
-    wf.finalize()
-    assert ran == [K + 1, K + 2, 2 * K], "the resumed run must not redo checkpointed steps"
+    assert rerun() == [K + 1, K + 2, 2 * K], "the resumed run must not redo checkpointed steps"
 
     summary = json.loads((tmp_path / "training_summary.json").read_text())
     assert summary["total_steps"] == 2 * K and summary["epochs"] == 3 and summary["resumed_from_steps"] == [K]
@@ -300,12 +375,8 @@ def test_resume_step_run_continues_without_redoing_steps(phantoms, base_ckpt, tm
     assert ckpt["step_validation"]["best_step"] == summary["best_step"]
 
     # a third start finds the run finished: nothing is trained again and the outputs stay
-    wf, trainer = workflow()
-    ran.clear()
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: ran.append(e.state.iteration))
-    wf.run()
-    wf.finalize()
-    assert ran == [] and [int(r["step"]) for r in csv.DictReader(open(tmp_path / "train_log.csv"))] == list(range(1, 2 * K + 1))
+    assert rerun() == []
+    assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / "train_log.csv"))] == list(range(1, 2 * K + 1))
     assert json.loads((tmp_path / "training_summary.json").read_text())["total_steps"] == 2 * K
 
 

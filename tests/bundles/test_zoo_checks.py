@@ -23,7 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLES = sorted(p.name for p in (REPO / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
 SIZE = 64
 # Every bundle at the CPU-tiny setting; spatial_shape of the fake input follows (verify_net_in_out reads metadata).
-TINY = {"sam2_variant": "tiny", "image_size": SIZE, "_meta_#network_data_format#inputs#image#spatial_shape": [SIZE, SIZE]}
+TINY = {
+    "sam2_variant": "tiny",
+    "image_size": SIZE,
+    "_meta_#network_data_format#inputs#image#spatial_shape": [SIZE, SIZE],
+}
 TS_ATOL = 1e-4  # traced graphs run eager's float32 arithmetic: gaps seen were 0; room for other CPUs' kernels only
 pytestmark = [pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
 
@@ -94,15 +98,13 @@ def test_metadata_requires_sam2tune_at_the_package_version(bundle):
 def test_properties(zoo, bundle):
     """The zoo checks app properties only for metadata ``supported_apps`` (none here); the inference properties every
     workflow needs resolve, and bundle_root is the zoo copy itself with no --bundle_root given."""
-    from monai.bundle import ConfigWorkflow
+    from sam2tune.bundles import run_workflow
 
     path = zoo / bundle
     meta = json.loads((path / "configs" / "metadata.json").read_text())
     assert "supported_apps" not in meta, "supported_apps set: add the zoo's per-app properties check here"
-    files = _files(path)
-    files.pop("bundle_root")
-    wf = ConfigWorkflow(workflow_type="inference", logging_file=str(path / "configs" / "logging.conf"), **files, **TINY)
-    wf.initialize()
+    wf = run_workflow(path, ["inference"], run=False, workflow_type="inference",  # the bundle's metadata.json
+                      logging_file=path / "configs" / "logging.conf", **TINY)
     assert Path(wf.bundle_root) == path.resolve()
     assert wf.device is not None and wf.inferer is not None and isinstance(wf.network_def, torch.nn.Module)
 

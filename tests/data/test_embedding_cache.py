@@ -133,24 +133,20 @@ def test_prepare_batch_passes_cached_features(net):
 
 def test_reference_bundle_trains_on_cached_embeddings(tmp_path):
     """`--finetune decoder_only --cache_embeddings true` on the reference bundle: augmentation dropped, cache filled."""
-    from monai.bundle import ConfigWorkflow
-
+    from sam2tune.bundles import open_workflow
     from sam2tune.data.phantoms.refuge import write_refuge_phantoms
 
     write_refuge_phantoms(str(tmp_path / "refuge"), cases=6, seed=0, size=64)
-    configs = Path(__file__).resolve().parents[2] / "bundles" / "optic_cup_fundus_sam2" / "configs"
-    wf = ConfigWorkflow(
-        config_file=str(configs / "train.json"), meta_file=str(configs / "metadata.json"), logging_file=False,
-        workflow_type=None, dataset_dir=str(tmp_path / "refuge"), output_dir=str(tmp_path / "out"),
+    bundle = Path(__file__).resolve().parents[2] / "bundles" / "optic_cup_fundus_sam2"
+    with open_workflow(
+        bundle, ["train"], dataset_dir=str(tmp_path / "refuge"), output_dir=str(tmp_path / "out"),
         ckpt_dir=str(tmp_path / "out" / "models"), sam2_variant="tiny", image_size=64, num_workers=0, amp=False,
         batch_size=2, max_epochs=1, finetune="decoder_only", cache_embeddings="true",
         embedding_cache_dir=str(tmp_path / "cache"),
-    )
-    wf.initialize()
-    names = [type(t).__name__ for t in wf.parser.get_parsed_content("train#preprocessing").transforms]
-    assert not {"RandFlipd", "RandAffined", "RandAdjustContrastd"} & set(names) and "RandDropBoxd" in names
-    wf.run()
-    wf.finalize()
+    ) as wf:
+        names = [type(t).__name__ for t in wf.parser.get_parsed_content("train#preprocessing").transforms]
+        assert not {"RandFlipd", "RandAffined", "RandAdjustContrastd"} & set(names) and "RandDropBoxd" in names
+        wf.run()
     cache = wf.parser.get_parsed_content("embedding_cache")
     n_train = len(wf.parser.get_parsed_content("train#dataset"))
     n_val = len(wf.parser.get_parsed_content("validate#dataset"))

@@ -11,12 +11,15 @@ import SimpleITK as sitk
 
 from sam2tune.data.knee import (
     KneeDataError,
+    check_knee_dicom,
     knee_slice_datalist,
     load_knee_subject,
     load_metadata,
+    read_knee_input,
     scan_knee_dataset,
 )
 from sam2tune.data.phantoms.knee import write_knee_phantoms
+from sam2tune.io.volumes import read_dicom_series
 from sam2tune.transforms.instance_select import SelectInstanced
 
 SPACING = (2.5, 0.5, 0.4)
@@ -75,6 +78,26 @@ def test_bad_subjects_are_skipped_and_named(dataset, tmp_path):
     assert by_subject["knee_004"]["field"] == "metadata_for_ml.json pixel_spacing"
     with pytest.raises(KneeDataError, match="subject knee_001, image PixelSpacing"):
         load_knee_subject(bad, "knee_001", *load_metadata(bad))
+
+
+def test_knee_dicom_check_then_the_io_reader(dataset, tmp_path):
+    folder = f"{dataset}/knee_001/image"
+    assert check_knee_dicom(folder, "knee_001", "image") is None
+    got = read_knee_input(folder)  # a bare DICOM series folder: the check, then sam2tune.io's reader
+    vol = read_dicom_series(folder)
+    assert got.files == vol.reference_files and len(got.files) == 5
+    assert np.array_equal(got.image, vol.array) and got.spacing == pytest.approx(SPACING)
+    bad = tmp_path / "image"
+    shutil.copytree(folder, bad)
+    f = sorted(os.listdir(bad))[0]
+    ds = pydicom.dcmread(bad / f)
+    del ds.SliceThickness
+    ds.save_as(bad / f)
+    with pytest.raises(KneeDataError, match="subject knee_9, t2 SliceThickness"):
+        check_knee_dicom(str(bad), "knee_9", "t2")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(KneeDataError, match="no DICOM files in"):
+        check_knee_dicom(str(tmp_path / "empty"), "knee_9", "image")
 
 
 def test_slice_datalists_train_and_eval(dataset, tmp_path):

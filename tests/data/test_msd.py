@@ -50,7 +50,9 @@ def test_missing_folder_and_file_messages(msd, tmp_path):
         find_msd_root(str(tmp_path / "nowhere"))
     root = tmp_path / "Task06_Lung"
     root.mkdir()
-    (root / "dataset.json").write_text(json.dumps({"training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}]}))
+    (root / "dataset.json").write_text(
+        json.dumps({"training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}]})
+    )
     with pytest.raises(FileNotFoundError, match="x.nii.gz"):
         msd_datalist(str(tmp_path), "all")
     with pytest.raises(ValueError, match="at least 3"):

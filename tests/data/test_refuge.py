@@ -89,7 +89,9 @@ def test_missing_raters_allowed_warn_once_per_case_and_are_counted(copy, caplog)
 def test_raters_outside_the_expected_numbers_are_refused(copy):
     case = copy / "REFUGE" / "Test-400" / "V0002"
     shutil.copy(case / "V0002_seg_cup_1_cropped.jpg", case / "V0002_seg_cup_10_cropped.jpg")
-    with pytest.raises(ValueError, match=r"V0002 has rater masks numbered outside 1\.\.7: V0002_seg_cup_10_cropped\.jpg.*num_raters"):
+    with pytest.raises(
+        ValueError, match=r"V0002 has rater masks numbered outside 1\.\.7: V0002_seg_cup_10_cropped\.jpg.*num_raters"
+    ):
         refuge_datalist(str(copy), "test")
     items = refuge_datalist(str(copy), "test", num_raters=10, allow_missing_raters=True)
     assert items[1]["raters"] == 8

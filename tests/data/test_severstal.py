@@ -43,7 +43,13 @@ def test_rle_is_one_based_column_major():
 
 @pytest.mark.parametrize(
     "rle, message",
-    [("1 2 3", "odd number"), ("10 5", "runs past the image"), ("0 2", "1-based"), ("3 0", "length 0"), ("a 2", "not an integer")],
+    [
+        ("1 2 3", "odd number"),
+        ("10 5", "runs past the image"),
+        ("0 2", "1-based"),
+        ("3 0", "length 0"),
+        ("a 2", "not an integer"),
+    ],
 )
 def test_rle_decode_rejects_malformed(rle, message):
     with pytest.raises(ValueError, match=message):

@@ -1,4 +1,5 @@
-"""Interactive SAM2: correction rounds share one encoder pass, feed the mask back, and the click protocol records curves."""
+"""Interactive SAM2: correction rounds share one encoder pass and feed the mask back; the click protocol records curves.
+"""
 
 import numpy as np
 import pytest

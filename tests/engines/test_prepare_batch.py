@@ -7,8 +7,9 @@ from sam2tune.engines import PromptPrepareBatch
 
 
 def _batch():
-    return {"image": torch.rand(2, 3, 8, 8), "label": torch.zeros(2, 1, 8, 8), "box": torch.tensor([[1.0, 1, 5, 5]] * 2),
-            "point_coords": torch.zeros(2, 1, 2), "point_labels": torch.ones(2, 1)}
+    return {"image": torch.rand(2, 3, 8, 8), "label": torch.zeros(2, 1, 8, 8),
+            "box": torch.tensor([[1.0, 1, 5, 5]] * 2), "point_coords": torch.zeros(2, 1, 2),
+            "point_labels": torch.ones(2, 1)}
 
 
 def test_boxes_only():

@@ -4,19 +4,37 @@ import numpy as np
 import pytest
 import torch
 
-from sam2tune.engines.volume import VolumePromptPrepareBatch
-from sam2tune.engines.volume_clicks import VolumeClickProtocolInferer, _add_click
+from sam2tune.engines import (
+    SliceWindowInferer,
+    SliceWindowPrepareBatch,
+    VolumeClickProtocolInferer,
+    VolumePromptPrepareBatch,
+)
+from sam2tune.losses import PropagationLoss
 from sam2tune.networks import SAM2Segmenter
 from sam2tune.networks.propagator import ObjectPrompt
+from sam2tune.prompts import add_click, click_as_key
 
 
-def test_add_click_moves_the_key_and_keeps_earlier_clicks():
+def test_click_as_key_moves_the_key_and_keeps_earlier_clicks():
     prompts = [ObjectPrompt(4, box=[1, 1, 5, 5]), ObjectPrompt(6, points=[[2.0, 2.0]], point_labels=[1])]
-    out = _add_click(prompts, 6, np.array([3.0, 4.0]), 0.0)
+    out = click_as_key(prompts, 6, np.array([3.0, 4.0]), 0.0)
     assert out[0].slice == 6 and out[0].points == [[2.0, 2.0], [3.0, 4.0]] and out[0].point_labels == [1, 0]
     assert [p.slice for p in out] == [6, 4]
-    out = _add_click(out, 4, np.array([2.0, 2.0]), 1.0)
+    out = click_as_key(out, 4, np.array([2.0, 2.0]), 1.0)
     assert out[0].slice == 4 and out[0].box == [1, 1, 5, 5] and out[0].point_labels == [1]
+
+
+def test_add_click_appends_and_keeps_or_drops_the_mask():
+    """Training keeps a mask prompt's mask (SAM2 then ignores the clicks); the click protocol drops it so they count."""
+    first = add_click(None, 3, np.array([5.0, 6.0]), 1.0)
+    assert (first.slice, first.box, first.points, first.point_labels, first.mask) == (3, None, [[5.0, 6.0]], [1], None)
+    mask = np.ones((4, 4), np.float32)
+    masked = ObjectPrompt(2, box=[0, 0, 3, 3], mask=mask)
+    kept, dropped = add_click(masked, 2, np.array([1, 2]), 0.0), click_as_key([masked], 2, np.array([1, 2]), 0.0)[0]
+    assert kept.mask is mask and kept.points == [[1.0, 2.0]] and kept.point_labels == [0] and kept.box == [0, 0, 3, 3]
+    assert dropped.mask is None and dropped.points == kept.points and dropped.box == [0, 0, 3, 3]
+    assert masked.points is None, "the prompt given is not changed"
 
 
 def test_protocol_records_one_curve_per_organ():
@@ -37,13 +55,12 @@ def test_protocol_records_one_curve_per_organ():
 
 
 def test_window_training_rounds_add_clicks_on_the_worst_slice_and_share_one_encoding():
-    from sam2tune.engines.volume import PropagationLoss, SliceWindowInferer, SliceWindowPrepareBatch
-
     torch.manual_seed(0)
     net = SAM2Segmenter("tiny", 64, in_channels=1)
     label = torch.zeros(1, 1, 4, 32, 32)
     label[0, 0, :, 4:14, 4:16] = 1
-    frames, targets, _, kwargs = SliceWindowPrepareBatch(box_jitter=0.0, pass_label=True)({"image": torch.rand(1, 1, 4, 32, 32), "label": label})
+    batch = {"image": torch.rand(1, 1, 4, 32, 32), "label": label}
+    frames, targets, _, kwargs = SliceWindowPrepareBatch(box_jitter=0.0, pass_label=True)(batch)
     calls = []
     handle = net.sam.image_encoder.register_forward_hook(lambda *_: calls.append(1))
     try:
@@ -56,4 +73,5 @@ def test_window_training_rounds_add_clicks_on_the_worst_slice_and_share_one_enco
     assert torch.isclose(loss, torch.stack([PropagationLoss()(r, targets) for r in out["rounds"]]).mean())
     loss.backward()
     with pytest.raises(ValueError, match="pass_label"):
-        SliceWindowInferer(correction_rounds=1)(frames, net, kwargs["frame_table"], kwargs["init_prompts"], kwargs["step_prompts"])
+        SliceWindowInferer(correction_rounds=1)(frames, net, kwargs["frame_table"], kwargs["init_prompts"],
+                                                kwargs["step_prompts"])

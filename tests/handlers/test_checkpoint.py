@@ -1,4 +1,4 @@
-"""ResumableCheckpoint: one handler for epoch- and step-based runs; a killed run resumes to what the uninterrupted run had.
+"""ResumableCheckpoint, one handler for epoch and step units: a killed run resumes to what the uninterrupted run had.
 
 Epoch unit: a MONAI SupervisedTrainer + SupervisedEvaluator with a scripted validation metric, ModelExport and
 EarlyStopOnMetric, killed after its best epoch and resumed into worse epochs. Step unit: a plain ignite loop with
@@ -62,16 +62,16 @@ def _epoch_run(root, kill_after: int | None = None, resume="true", scores=EPOCH_
     loader = DataLoader(Dataset(data), batch_size=2, shuffle=True, num_workers=0)
     net = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(4, 1))
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    validator = SupervisedEvaluator(device="cpu", val_data_loader=DataLoader(Dataset(data[:2]), batch_size=2), network=net,
-                                    key_val_metric={"val_mean_dice": _ScriptedMetric(scores)})
+    validator = SupervisedEvaluator(device="cpu", val_data_loader=DataLoader(Dataset(data[:2]), batch_size=2),
+                                    network=net, key_val_metric={"val_mean_dice": _ScriptedMetric(scores)})
     early_stop = EarlyStopOnMetric(validator, "val_mean_dice", patience=3)
     ckpt_dir = str(root)
     handlers = [
         ValidationHandler(validator=validator, interval=1, epoch_level=True),
         early_stop,
         ModelExport(ckpt_dir, net, validator),
-        ResumableCheckpoint(ckpt_dir, {"network": net, "optimizer": opt, "early_stop": early_stop}, every=1, unit="epoch",
-                            resume=resume, validator=validator),
+        ResumableCheckpoint(ckpt_dir, {"network": net, "optimizer": opt, "early_stop": early_stop}, every=1,
+                            unit="epoch", resume=resume, validator=validator),
     ]
     trainer = SupervisedTrainer(device="cpu", max_epochs=8, train_data_loader=loader, network=net, optimizer=opt,
                                 loss_function=torch.nn.MSELoss(), train_handlers=handlers)
@@ -87,8 +87,10 @@ def _epoch_run(root, kill_after: int | None = None, resume="true", scores=EPOCH_
     except _Killed:
         pass
     set_determinism(None)
-    return {"ran": ran, "epoch": trainer.state.epoch, "best": (validator.state.best_metric, validator.state.best_metric_epoch),
-            "weight": net[1].weight.detach().clone(), "model": (root / "model.pt").read_bytes(), "early_stop": early_stop}
+    return {"ran": ran, "epoch": trainer.state.epoch,
+            "best": (validator.state.best_metric, validator.state.best_metric_epoch),
+            "weight": net[1].weight.detach().clone(), "model": (root / "model.pt").read_bytes(),
+            "early_stop": early_stop}
 
 
 def test_resume_keeps_the_best_model_and_stops_where_the_uninterrupted_run_stopped(tmp_path):
@@ -96,7 +98,8 @@ def test_resume_keeps_the_best_model_and_stops_where_the_uninterrupted_run_stopp
     assert whole["ran"] == [1, 2, 3, 4, 5] and whole["best"] == (0.8, 2)
 
     killed = _epoch_run(tmp_path / "killed", kill_after=3)  # best at 2, one epoch without gain, then killed
-    assert killed["ran"] == [1, 2, 3] and os.path.basename(latest_checkpoint(str(tmp_path / "killed"))) == "checkpoint_9.pt"
+    assert (killed["ran"] == [1, 2, 3]
+            and os.path.basename(latest_checkpoint(str(tmp_path / "killed"))) == "checkpoint_9.pt")
     best_model = killed["model"]
     resumed = _epoch_run(tmp_path / "killed")
     assert resumed["ran"] == [4, 5], "patience came back: the resumed run stops at epoch 5, as the uninterrupted one"
@@ -130,7 +133,9 @@ def test_checkpoint_of_an_older_sam2tune_resumes_with_a_warning(tmp_path, caplog
     with caplog.at_level(logging.WARNING, logger="sam2tune.handlers.checkpoint"):
         resumed = _epoch_run(tmp_path)
     assert "holds no ['early_stop', 'validator']" in caplog.text
-    assert resumed["ran"][0] == 4 and resumed["best"][1] != 2, "without the saved best the next validation counts as best"
+    assert resumed["ran"][0] == 4 and resumed["best"][1] != 2, (
+        "without the saved best the next validation counts as best"
+    )
 
 
 # ---- step unit: StepValidation (the steel bundle's wiring) -----------------------------------------------------------
@@ -155,11 +160,15 @@ def _step_run(ckpt_dir: str, kill_at: int | None = None, max_epochs: int = 2, re
         return loss.item()
 
     trainer, validator = Engine(step), Engine(lambda e, b: None)
-    validator.add_event_handler(Events.COMPLETED, lambda e: setattr(e.state, "metrics", {"val_mean_iou": STEP_SCORES[trainer.state.iteration]}))
+    validator.add_event_handler(
+        Events.COMPLETED,
+        lambda e: setattr(e.state, "metrics", {"val_mean_iou": STEP_SCORES[trainer.state.iteration]}),
+    )
     validator.run = lambda epoch, _run=validator.run: _run([0], max_epochs=1)
     validation = StepValidation(validator, interval=2, patience=3, min_delta=1e-4)
     validation.attach(trainer)
-    ResumableCheckpoint(ckpt_dir, {"network": net, "optimizer": opt, "lr_scheduler": sched, "step_validation": validation},
+    ResumableCheckpoint(ckpt_dir,
+                        {"network": net, "optimizer": opt, "lr_scheduler": sched, "step_validation": validation},
                         every=2, unit="step", resume=resume).attach(trainer)
     ran = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: ran.append(e.state.iteration))

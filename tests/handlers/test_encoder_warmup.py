@@ -25,7 +25,8 @@ class _Tiny(nn.Module):
 def test_frozen_then_unfrozen_with_encoder_lr_tenth():
     net = _Tiny()
     opt = torch.optim.AdamW(param_groups(net, 1e-2, 0.1), lr=1e-2)
-    assert [(g["name"], g["lr"]) for g in opt.param_groups] == [("image_encoder", pytest.approx(1e-3)), ("decoder", 1e-2)]
+    assert [(g["name"], g["lr"]) for g in opt.param_groups] == [("image_encoder", pytest.approx(1e-3)),
+                                                                ("decoder", 1e-2)]
     warm = EncoderWarmup(net, warmup_epochs=2)
     enc0 = net.sam.image_encoder.weight.detach().clone()
     seen = []

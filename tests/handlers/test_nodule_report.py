@@ -52,7 +52,7 @@ def test_empty_label_is_not_scored_as_a_hit(tmp_path):
     # No nodule and no prediction: Dice is undefined, so the nodule is left out of the mean instead of counting 1.
     label = torch.zeros(3, 8, 8)
     label[:, 2:6, 2:6] = 1
-    summary = _run([_item(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8), "none"), _item(torch.zeros(3, 8, 8), label, "miss")],
-                   tmp_path)
+    summary = _run([_item(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8), "none"),
+                    _item(torch.zeros(3, 8, 8), label, "miss")], tmp_path)
     assert summary["empty_ground_truth"] == 1 and summary["n_scored"] == 1
     assert summary["mean_dice"] == 0.0 and summary["empty_predictions"] == 1

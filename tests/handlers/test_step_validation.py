@@ -29,7 +29,8 @@ def test_validates_every_interval_and_fires_event():
     handler = StepValidation(validator, interval=3, metric="val_mean_iou", patience=0)
     handler.attach(trainer)
     seen = []
-    trainer.add_event_handler(StepValidationEvents.VALIDATION_COMPLETED, lambda e: seen.append(dict(e.state.step_validation)))
+    trainer.add_event_handler(StepValidationEvents.VALIDATION_COMPLETED,
+                              lambda e: seen.append(dict(e.state.step_validation)))
     trainer.run(data, max_epochs=1)
     # steps 3, 6, 9 by interval, then 10 because the last step was not validated
     assert [s["step"] for s in seen] == [3, 6, 9, 10]
@@ -55,3 +56,21 @@ def test_bad_arguments_name_the_key():
     StepValidation(validator, interval=1, metric="val_nope").attach(trainer)
     with pytest.raises(KeyError, match="val_nope"):
         trainer.run(data[:1], max_epochs=1)
+
+
+def test_epoch_interval_also_validates_at_epoch_ends():
+    """val_interval (epochs, as in every bundle) beside val_interval_steps: epoch ends 10 and 20 are validated too,
+    without validating step 9's neighbour twice; the final step is not repeated."""
+    trainer, validator, data = _engines([0.1 * i for i in range(1, 20)], epoch_length=10)
+    handler = StepValidation(validator, interval=3, metric="val_mean_iou", patience=0, epoch_interval=1)
+    handler.attach(trainer)
+    seen = []
+    trainer.add_event_handler(StepValidationEvents.VALIDATION_COMPLETED,
+                              lambda e: seen.append(e.state.step_validation["step"]))
+    trainer.run(data, max_epochs=2)
+    assert seen == [3, 6, 9, 10, 12, 15, 18, 20]
+
+
+def test_epoch_interval_must_not_be_negative():
+    with pytest.raises(ValueError, match="config key: val_interval"):
+        StepValidation(Engine(lambda e, b: None), interval=1, epoch_interval=-1)

@@ -106,8 +106,8 @@ def _random_run(ckpt_dir: str, max_epochs: int, n_saved: int = 1) -> torch.Tenso
     loader = DataLoader(Dataset(data, RandGaussianNoised("x", prob=1.0)), batch_size=2, shuffle=True, num_workers=0)
     net = torch.nn.Sequential(torch.nn.Dropout(0.3), torch.nn.Linear(4, 1))
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    trainer = SupervisedTrainer(device="cpu", max_epochs=max_epochs, train_data_loader=loader, network=net, optimizer=opt,
-                                loss_function=torch.nn.MSELoss(), prepare_batch=_JitterBatch())
+    trainer = SupervisedTrainer(device="cpu", max_epochs=max_epochs, train_data_loader=loader, network=net,
+                                optimizer=opt, loss_function=torch.nn.MSELoss(), prepare_batch=_JitterBatch())
     ResumableCheckpoint(ckpt_dir, {"network": net, "optimizer": opt}, n_saved=n_saved).attach(trainer)
     trainer.run()
     set_determinism(None)

@@ -29,7 +29,9 @@ def test_nifti_round_trip_keeps_grid(tmp_path):
 def test_dicom_series_read_and_nifti_on_its_grid(tmp_path):
     rng = np.random.default_rng(0)
     volume = rng.integers(0, 2000, (6, 16, 12)).astype(np.uint16)
-    files = write_dicom_series(volume, str(tmp_path / "dcm"), spacing=(3.0, 0.8, 0.9), origin=(5.0, -4.0, 12.0), modality="CT")
+    files = write_dicom_series(
+        volume, str(tmp_path / "dcm"), spacing=(3.0, 0.8, 0.9), origin=(5.0, -4.0, 12.0), modality="CT"
+    )
     vol = read_volume(str(tmp_path / "dcm"))
     assert vol.kind == "dicom" and vol.array.shape == (6, 16, 12)
     assert np.array_equal(vol.array, volume) and vol.reference_files == files
@@ -37,7 +39,9 @@ def test_dicom_series_read_and_nifti_on_its_grid(tmp_path):
     seg = (vol.array > 1000).astype(np.uint8)
     written = sitk.ReadImage(write_label_nifti(seg, vol, str(tmp_path / "seg.nii.gz")))
     assert np.array_equal(sitk.GetArrayFromImage(written), seg)
-    assert written.GetOrigin() == pytest.approx((5.0, -4.0, 12.0)) and written.GetSpacing() == pytest.approx((0.9, 0.8, 3.0))
+    assert written.GetOrigin() == pytest.approx((5.0, -4.0, 12.0)) and written.GetSpacing() == pytest.approx(
+        (0.9, 0.8, 3.0)
+    )
 
 
 def test_unsupported_input_names_the_fix(tmp_path):

@@ -1,4 +1,4 @@
-"""ECE and uncertainty AUROC against hand-computed cases (and MONAI's AUROC on random data)."""
+"""ECE and uncertainty AUROC against hand-computed cases (and the Mann-Whitney U statistic on random data)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from monai.metrics import compute_roc_auc
+from scipy.stats import mannwhitneyu
 
 from sam2tune.metrics import binary_entropy, expected_calibration_error, pixel_errors, uncertainty_auroc
 
@@ -49,11 +49,23 @@ def test_uncertainty_auroc_perfect_inverse_and_undefined():
     assert math.isnan(uncertainty_auroc([0.1, 0.2], [0, 0]))  # nothing wrong: nothing to rank
 
 
-def test_uncertainty_auroc_matches_monai():
+def test_uncertainty_auroc_is_mann_whitney_u_on_any_shape():
     rng = np.random.default_rng(0)
     u = np.round(rng.random(400), 2)  # rounded: many ties
     e = (rng.random(400) < u).astype(int)
-    assert uncertainty_auroc(u, e) == pytest.approx(float(compute_roc_auc(torch.tensor(u), torch.tensor(e))), abs=1e-9)
+    expected = mannwhitneyu(u[e == 1], u[e == 0]).statistic / (e.sum() * (e.size - e.sum()))
+    assert 0.6 < expected < 0.9  # errors are likelier where u is high: a ranking, not chance
+    assert uncertainty_auroc(u, e) == pytest.approx(expected, abs=1e-12)
+    assert uncertainty_auroc(torch.tensor(u).reshape(4, 10, 10), torch.tensor(e).reshape(4, 10, 10)) == pytest.approx(
+        expected, abs=1e-12
+    )
+
+
+def test_uncertainty_auroc_undefined_is_nan_without_warning(recwarn):
+    assert math.isnan(uncertainty_auroc([0.1, 0.2, 0.3], [1, 1, 1]))  # all wrong: nothing to rank either
+    assert not recwarn.list  # MONAI's "y values can not be all ..." warning is not raised
+    with pytest.raises(ValueError, match="differ in size"):
+        uncertainty_auroc([0.1, 0.2], [1, 0, 1])
 
 
 def test_pixel_errors_and_entropy():

@@ -28,14 +28,15 @@ def free_port() -> int:
 
 def start_server(studies: str, model_dir: str, log_path: str, conf: dict, timeout: float = 120.0,
                  env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """`monailabel start_server --app monailabel_app ...` in its own process group -> (process, url) once /info/ answers.
+    """`monailabel start_server --app monailabel_app ...` in its own process group
+    -> (process, url) once /info/ answers.
 
     `env` adds environment variables (e.g. MONAI Label settings such as MONAI_LABEL_DICOMWEB_CACHE_PATH).
     """
     port = free_port()
     bindir = os.path.dirname(sys.executable)
-    cmd = [os.path.join(bindir, "monailabel"), "start_server", "--app", str(REPO / "monailabel_app"), "--studies", studies,
-           "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [os.path.join(bindir, "monailabel"), "start_server", "--app", str(REPO / "monailabel_app"), "--studies",
+           studies, "--host", "127.0.0.1", "--port", str(port)]
     for k, v in conf.items():
         cmd += ["--conf", k, str(v)]
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "SAM2TUNE_ML_MODEL_DIR": model_dir,
@@ -75,7 +76,9 @@ def wait_for_training(client, log_path: str, timeout: float) -> dict:
         if status.get("status") in ("DONE", "ERROR"):
             break
         time.sleep(2)
-    assert status and status.get("status") == "DONE", f"training did not finish: {status}\n{Path(log_path).read_text()[-3000:]}"
+    assert status and status.get("status") == "DONE", (
+        f"training did not finish: {status}\n{Path(log_path).read_text()[-3000:]}"
+    )
     return status
 
 

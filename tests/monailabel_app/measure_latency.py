@@ -1,14 +1,13 @@
 """Measure infer latency per call (2D photo, 3D volume) on a real server at tiny/64 on CPU."""
-# Run: .venv/bin/python tests/monailabel_app/measure_latency.py   (not collected by pytest)
+# Run: .venv/bin/python tests/monailabel_app/measure_latency.py   (not collected by pytest). Run as a script, Python
+# puts this folder first on sys.path, so the server helpers come from the conftest.py beside it.
 import glob
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import start_server, stop_server
 from monailabel.client import MONAILabelClient
 
@@ -25,7 +24,8 @@ for p in glob.glob(os.path.join(root, "r/REFUGE/*/*/*_cropped.jpg")):
 write_lung_nodule_phantoms(os.path.join(root, "l"), cases=1, seed=0, size=64, slices=24)
 vol = sorted(glob.glob(os.path.join(root, "l", "**", "imagesTr", "*.nii.gz"), recursive=True))[0]
 shutil.copy(vol, os.path.join(studies, "ct0.nii.gz"))
-proc, url = start_server(studies, os.path.join(root, "model"), os.path.join(root, "log"), {"models": "all", "image_size": 64, "sam2_variant": "tiny", "device": "cpu"})
+proc, url = start_server(studies, os.path.join(root, "model"), os.path.join(root, "log"),
+                         {"models": "all", "image_size": 64, "sam2_variant": "tiny", "device": "cpu"})
 try:
     c = MONAILabelClient(url, tmpdir=root)
     for name, model, image, params in [
@@ -38,6 +38,7 @@ try:
             t = time.perf_counter()
             _, p = c.infer(model, image, params)
             ts.append(time.perf_counter() - t)
-        print(f"{name}: median {statistics.median(ts):.3f} s, min {min(ts):.3f}, max {max(ts):.3f} (10 calls); server-side {p['latencies']['total']} s; fg {p['foreground_voxels']}")
+        print(f"{name}: median {statistics.median(ts):.3f} s, min {min(ts):.3f}, max {max(ts):.3f} (10 calls); "
+              f"server-side {p['latencies']['total']} s; fg {p['foreground_voxels']}")
 finally:
     stop_server(proc)

@@ -35,17 +35,26 @@ def _port() -> int:
 
 
 def _orthanc_binary() -> str | None:
-    return shutil.which("Orthanc") or next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.path.exists(p)), None)
+    return shutil.which("Orthanc") or next(
+        (p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.path.exists(p)), None
+    )
 
 
 def _install_orthanc() -> None:
-    """apt-get install orthanc + orthanc-dicomweb when missing (bounded); pytest.skip with the reason when impossible."""
+    """apt-get install orthanc + orthanc-dicomweb when missing (bounded);
+    pytest.skip with the reason when impossible."""
     if _orthanc_binary() and os.path.exists(PLUGIN):
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("Orthanc is not installed and apt-get as root is unavailable (install: apt-get install orthanc orthanc-dicomweb)")
+        pytest.skip(
+            "Orthanc is not installed and apt-get as root is unavailable (install: apt-get install orthanc "
+            "orthanc-dicomweb)"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd, limit in ((["apt-get", "update", "-qq"], 60), (["apt-get", "install", "-y", "-qq", "orthanc", "orthanc-dicomweb"], 90)):
+    for cmd, limit in (
+        (["apt-get", "update", "-qq"], 60),
+        (["apt-get", "install", "-y", "-qq", "orthanc", "orthanc-dicomweb"], 90),
+    ):
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, env=env)
         except subprocess.TimeoutExpired:
@@ -93,7 +102,8 @@ def orthanc(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ct_series(orthanc, tmp_path_factory):
-    """A CT series (8 slices of 64x64, a +40 HU sphere in -800 HU lung) written with pydicom and STOW-RS'd to Orthanc."""
+    """A CT series (8 slices of 64x64, a +40 HU sphere in -800 HU lung) written with pydicom and STOW-RS'd to
+    Orthanc."""
     zz, yy, xx = np.mgrid[:D, :H, :W]
     hu = np.where((xx - 32) ** 2 + (yy - 30) ** 2 + ((zz - 4) * 4) ** 2 <= 12 ** 2, 40.0, -800.0)
     files = write_dicom_series(hu + 1024, str(tmp_path_factory.mktemp("ct")), spacing=(2.5, 0.8, 0.8), modality="CT",

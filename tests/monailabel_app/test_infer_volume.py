@@ -27,10 +27,12 @@ NI, NJ, NK = 40, 32, 10  # IJK size of the synthetic CT
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
     """Interactive 3D task of the BTCV bundle, tiny network built lazily on first use."""
-    settings = AppSettings(model_dir=str(tmp_path_factory.mktemp("model")), sam2_variant="tiny", image_size=64, device="cpu")
+    settings = AppSettings(
+        model_dir=str(tmp_path_factory.mktemp("model")), sam2_variant="tiny", image_size=64, device="cpu"
+    )
     torch.manual_seed(0)
     model = BundleModel("abdomen_ct_sam2", settings)
-    return SAM2InferTask(model, bundle_labels("abdomen_ct_sam2"), dimension=3)
+    return SAM2InferTask(model, bundle_labels(model.metadata, "abdomen_ct_sam2"), dimension=model.dimension)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,9 @@ def test_2d_clicks_and_roi_map_ijk_to_xy():
 
 
 def test_3d_clicks_group_by_slice_and_roi_prompts_middle_slice():
-    out = parse_prompts({"foreground": [[1, 2, 5], [3, 4, 7]], "background": [[0, 0, 5]], "roi": [0, 0, 8, 8, 2, 6]}, (16, 16, 10))
+    out = parse_prompts(
+        {"foreground": [[1, 2, 5], [3, 4, 7]], "background": [[0, 0, 5]], "roi": [0, 0, 8, 8, 2, 6]}, (16, 16, 10)
+    )
     assert sorted(out) == [4, 5, 7]
     assert out[4].box is not None and len(out[4].points) == 0
     np.testing.assert_array_equal(out[5].labels, [1, 0])

@@ -216,7 +216,9 @@ def test_unknown_train_key_and_bad_values_are_named(server):
 def test_every_infer_option_refuses_config_strings(server, tmp_path, key):
     url, marker = server[0], tmp_path / "x"
     params = {"foreground": [[48, 48]], key: _touch(marker)}
-    res = requests.post(f"{url}/infer/{MODEL}", params={"image": "T0001"}, data={"params": json.dumps(params)}, timeout=60)
+    res = requests.post(
+        f"{url}/infer/{MODEL}", params={"image": "T0001"}, data={"params": json.dumps(params)}, timeout=60
+    )
     assert res.status_code == 400 and key in res.json()["detail"] and "refused" in res.json()["detail"], res.text
     assert not marker.exists()
 

@@ -89,7 +89,9 @@ def test_second_click_refines_with_the_fed_back_mask_and_reset_starts_over(serve
     _, p5 = client.infer(MODEL, IMAGE, {"foreground": [[48, 48]], "roi": [18, 20, 76, 76]})  # a click removed
     assert p5["session"]["reason"] == "clicks changed"
     _, p6 = client.infer(MODEL, IMAGE, {"foreground": [[48, 48]], "roi": [18, 20, 76, 76]})  # the same again
-    assert p6["session"]["reason"] == "same clicks" and p6["mean_probability"] == pytest.approx(p5["mean_probability"], abs=1e-6)
+    assert p6["session"]["reason"] == "same clicks" and p6["mean_probability"] == pytest.approx(
+        p5["mean_probability"], abs=1e-6
+    )
 
 
 def test_sessions_are_per_image_and_label(served):

@@ -1,4 +1,5 @@
-"""The BTCV bundle behind a real server: click -> 3D propagation, multi-organ labels submitted, trained, hot-reloaded."""
+"""The BTCV bundle behind a real server: click -> 3D propagation, multi-organ labels submitted, trained,
+hot-reloaded."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def test_volume_click_train_on_multi_organ_labels_and_hot_reload(volume_server, 
     assert (model_dir / MODEL / "model.pt").is_file()
     copies = sorted((model_dir / MODEL / "train_labels").iterdir())
     assert len(copies) == 2
-    assert all(set(np.unique(np.asarray(nib.load(str(c)).dataobj)).tolist()) == {0, *ORGANS} for c in copies)  # organ values kept
+    organ_values_kept = (set(np.unique(np.asarray(nib.load(str(c)).dataobj)).tolist()) == {0, *ORGANS} for c in copies)
+    assert all(organ_values_kept)
 
     path, after = client.infer(MODEL, "img0001", prompt)  # same server, no restart
     assert after["weights_version"] is not None

@@ -1,4 +1,5 @@
-"""Interactive sessions: when a request refines the previous answer, when it starts over, the bounded thread-safe store."""
+"""Interactive sessions: when a request refines the previous answer, when it starts over,
+the bounded thread-safe store."""
 
 from __future__ import annotations
 
@@ -65,7 +66,10 @@ def test_more_clicks_refine_and_everything_else_starts_over():
     assert decide(stored, *_parsed(more), (("propagate", False),), 1).reason == "options changed"
     # a removed click: fewer clicks than stored
     stored2 = _session(more)
-    assert decide(stored2, *_parsed({"foreground": [[10, 20], [40, 40]], "roi": [0, 0, 50, 60]}), (), 1).reason == "clicks changed"
+    assert (
+        decide(stored2, *_parsed({"foreground": [[10, 20], [40, 40]], "roi": [0, 0, 50, 60]}), (), 1).reason
+        == "clicks changed"
+    )
 
 
 def test_a_repeated_click_counts_once_per_occurrence():

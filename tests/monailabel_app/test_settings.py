@@ -38,14 +38,18 @@ def test_train_request_amp_string(tmp_path):
     from sam2tune.monailabel.model import BundleModel
     from sam2tune.monailabel.train import SAM2BundleTrainTask
 
-    task = SAM2BundleTrainTask(BundleModel("optic_cup_fundus_sam2", AppSettings.from_conf({"device": "cuda"}, str(tmp_path))))
+    task = SAM2BundleTrainTask(
+        BundleModel("optic_cup_fundus_sam2", AppSettings.from_conf({"device": "cuda"}, str(tmp_path)))
+    )
     assert task.overrides({}, [])["amp"] is True  # default on CUDA
     for raw in ("false", "False", "0", False):
         assert task.overrides({"amp": raw}, [])["amp"] is False
     assert task.overrides({"amp": "true"}, [])["amp"] is True
     with pytest.raises(ValueError, match="amp must be true or false"):
         task.overrides({"amp": "maybe"}, [])
-    off = SAM2BundleTrainTask(BundleModel("optic_cup_fundus_sam2", AppSettings.from_conf({"device": "cuda", "amp": "false"}, str(tmp_path))))
+    off = SAM2BundleTrainTask(
+        BundleModel("optic_cup_fundus_sam2", AppSettings.from_conf({"device": "cuda", "amp": "false"}, str(tmp_path)))
+    )
     assert off.overrides({}, [])["amp"] is False
 
 
@@ -73,7 +77,9 @@ def test_guard_accepts_only_the_upload_written_for_the_request():
             assert os.path.basename(path).startswith("tmp") and os.path.dirname(path) == tempfile.gettempdir()
             with pytest.raises(HTTPException) as err:
                 guard_infer_request({"model": "m", "image": path}, infers, _Store())
-            assert err.value.status_code == 400 and "never paths" in err.value.detail and "upload it" in err.value.detail
+            assert (
+                err.value.status_code == 400 and "never paths" in err.value.detail and "upload it" in err.value.detail
+            )
     finally:
         os.remove(upload)
         os.remove(other.name)

@@ -54,7 +54,9 @@ def test_single_label_volume_and_photo_are_binarised(tmp_path):
     mask = np.zeros((8, 9), np.uint8)
     mask[2:4, 3:6] = 2
     Image.fromarray(mask).save(photo_label)
-    items = training_datalist(_Store({"ct": (img, lab), "fundus": (str(photo), str(photo_label))}), str(tmp_path / "out"))
+    items = training_datalist(
+        _Store({"ct": (img, lab), "fundus": (str(photo), str(photo_label))}), str(tmp_path / "out")
+    )
     vol = np.asarray(nib.load(items[0]["label"]).dataobj)
     assert set(np.unique(vol)) == {0, 1}
     png = np.asarray(Image.open(items[1]["label"]))
@@ -68,7 +70,7 @@ def test_label_value_outside_the_model_labels_names_the_file(tmp_path):
 
 
 def test_train_task_fine_tunes_the_btcv_bundle_on_multi_organ_labels(tmp_path):
-    """The app's train task on two submitted BTCV-phantom volumes: organ values reach the bundle, model.pt is written."""
+    """The app's train task on two submitted BTCV-phantom volumes: organ values reach the bundle, model.pt written."""
     import json
 
     import torch
@@ -81,9 +83,17 @@ def test_train_task_fine_tunes_the_btcv_bundle_on_multi_organ_labels(tmp_path):
 
     data = tmp_path / "btcv"
     write_btcv_phantoms(str(data), cases=2, seed=0, size=48, depth=10, organs=[1, 6])
-    store = _Store({f"img000{i}": (str(data / "img" / f"img000{i}.nii.gz"), str(data / "label" / f"label000{i}.nii.gz")) for i in (1, 2)})
-    settings = AppSettings(model_dir=str(tmp_path / "model"), sam2_variant="tiny", image_size=64, device="cpu", max_epochs=1)
-    task = SAM2BundleTrainTask(BundleModel("abdomen_ct_sam2", settings), bundle_labels("abdomen_ct_sam2"))
+    store = _Store(
+        {
+            f"img000{i}": (str(data / "img" / f"img000{i}.nii.gz"), str(data / "label" / f"label000{i}.nii.gz"))
+            for i in (1, 2)
+        }
+    )
+    settings = AppSettings(
+        model_dir=str(tmp_path / "model"), sam2_variant="tiny", image_size=64, device="cpu", max_epochs=1
+    )
+    model = BundleModel("abdomen_ct_sam2", settings)
+    task = SAM2BundleTrainTask(model, bundle_labels(model.metadata, "abdomen_ct_sam2"))
     torch.manual_seed(0)
     stats = task({"finetune": "decoder_only", "learning_rate": 1e-3}, store)
     assert stats["images"] == 2 and stats["epochs_run"] == 1 and stats["last"]["val_mean_dice"] >= 0.0
@@ -91,5 +101,7 @@ def test_train_task_fine_tunes_the_btcv_bundle_on_multi_organ_labels(tmp_path):
     assert [set(np.unique(np.asarray(nib.load(str(c)).dataobj))) for c in copies] == [{0, 1, 6}] * 2
     state = torch.load(tmp_path / "model" / "abdomen_ct_sam2" / "model.pt", map_location="cpu", weights_only=True)
     assert any(k.startswith("sam.memory_attention.") for k in state)
-    history = json.loads((tmp_path / "model" / "abdomen_ct_sam2" / "train_output" / "training_history.json").read_text())
+    history = json.loads(
+        (tmp_path / "model" / "abdomen_ct_sam2" / "train_output" / "training_history.json").read_text()
+    )
     assert len(history) == 1

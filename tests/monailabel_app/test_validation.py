@@ -16,7 +16,16 @@ from sam2tune.monailabel.settings import AppSettings
 from sam2tune.monailabel.validation import TRAIN_SPECS, InputError, Spec, check_value
 
 INJECTION = "$__import__('pathlib').Path('{}').touch()"
-STRING_SETTINGS = ["models", "model_dir", "sam2_variant", "pretrained_checkpoint", "device", "finetune", "uncertainty", "amp"]
+STRING_SETTINGS = [
+    "models",
+    "model_dir",
+    "sam2_variant",
+    "pretrained_checkpoint",
+    "device",
+    "finetune",
+    "uncertainty",
+    "amp",
+]
 
 
 @pytest.mark.parametrize("key", STRING_SETTINGS)
@@ -84,11 +93,17 @@ def test_train_request_refuses_unknown_keys_by_name():
     trainers = {"m": object()}
     with pytest.raises(HTTPException) as err:
         check_train_request({"model": "m", "max_epoch": 1}, trainers)
-    assert err.value.status_code == 400 and "unknown key 'max_epoch'" in err.value.detail and "'max_epochs'" in err.value.detail
+    assert (
+        err.value.status_code == 400
+        and "unknown key 'max_epoch'" in err.value.detail
+        and "'max_epochs'" in err.value.detail
+    )
     with pytest.raises(HTTPException) as err:
         check_train_request({"model": "other"}, trainers)
     assert err.value.status_code == 404
-    got = check_train_request({"model": "m", "max_epochs": "2", "amp": "false", "gpus": "all", "local_rank": 0}, trainers)
+    got = check_train_request(
+        {"model": "m", "max_epochs": "2", "amp": "false", "gpus": "all", "local_rank": 0}, trainers
+    )
     assert got == {"max_epochs": 2, "amp": False, "gpus": "all", "local_rank": 0}
 
 
@@ -148,7 +163,9 @@ def test_dicomweb_save_keeps_versions(tmp_path):
     uploads = []
     store.get_image_uri = lambda image_id: str(cache / f"{image_id}.nii.gz") if image_id == series else ""
     store.get_image_info = lambda image_id: {"StudyInstanceUID": "1.2.3", "PatientID": "p1"}
-    store.upload_seg = lambda image_id, path, info: uploads.append(path) or (f"1.2.9.{len(uploads)}", f"1.2.8.{len(uploads)}")
+    store.upload_seg = lambda image_id, path, info: (
+        uploads.append(path) or (f"1.2.9.{len(uploads)}", f"1.2.8.{len(uploads)}")
+    )
     for value in (1, 2, 3):
         label = tmp_path / f"l{value}.nii.gz"
         nib.save(nib.Nifti1Image(np.full((6, 5, 4), value, np.uint8), affine), str(label))
@@ -161,7 +178,7 @@ def test_dicomweb_save_keeps_versions(tmp_path):
     assert info["previous_SeriesInstanceUID"] == "1.2.9.2"
 
 
-# ---- strict hot reload ------------------------------------------------------------------------------------------------
+# ---- strict hot reload -----------------------------------------------------------------------------------------------
 def test_hot_reload_is_strict_and_loads_nothing_from_a_mismatched_file(tmp_path):
     from sam2tune.monailabel.model import BundleModel
 

@@ -71,13 +71,19 @@ def test_a_dropped_key_is_refused_with_its_name_and_count(trained, tmp_path):
 def test_another_variant_is_refused_naming_it(tmp_path):
     small = SAM2Segmenter("small", 64)
     path = _save(small.state_dict(), tmp_path)
-    with pytest.raises(CheckpointMismatchError, match=r"file is SAM2 'small' but the network is 'tiny': set sam2_variant small"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"file is SAM2 'small' but the network is 'tiny': set sam2_variant small"
+    ):
         SAM2Segmenter("tiny", 64, pretrained_checkpoint=path)
 
 
 def test_another_bundle_in_channels_and_prompt_tokens(trained, model_pt, tmp_path):
     # a 3-channel, 1-token model.pt into a 5-channel network: channel adapter weights are missing
-    with pytest.raises(CheckpointMismatchError, match=r"missing keys 1 \['channel_adapter\.proj\.weight'\].*in_channels=1 or 3 but the network has in_channels=5"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"missing keys 1 \['channel_adapter\.proj\.weight'\].*in_channels=1 or 3 but the network has "
+              r"in_channels=5",
+    ):
         SAM2Segmenter("tiny", 64, in_channels=5, num_prompt_tokens=1, pretrained_checkpoint=model_pt)
     # a model.pt without prompt tokens into a network_def that asks for one (e.g. abdomen's file in optic cup)
     state = {k: v for k, v in trained.state_dict().items() if k != "prompt_tokens"}
@@ -85,13 +91,17 @@ def test_another_bundle_in_channels_and_prompt_tokens(trained, model_pt, tmp_pat
         SAM2Segmenter("tiny", 64, num_prompt_tokens=1, pretrained_checkpoint=_save(state, tmp_path))
     # another number of prompt tokens: a shape mismatch, named with both shapes
     state = dict(trained.state_dict(), prompt_tokens=torch.zeros(2, 256))
-    with pytest.raises(CheckpointMismatchError, match=r"prompt_tokens: file \(2, 256\) vs network \(1, 256\).*2 prompt token"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"prompt_tokens: file \(2, 256\) vs network \(1, 256\).*2 prompt token"
+    ):
         SAM2Segmenter("tiny", 64, num_prompt_tokens=1, pretrained_checkpoint=_save(state, tmp_path, "two.pt"))
 
 
 def test_adapter_network_with_a_plain_file_names_the_strategy(trained, model_pt):
     net = SAM2Segmenter("tiny", 64, num_prompt_tokens=1, adapter_dim=8)
-    with pytest.raises(CheckpointMismatchError, match=r"missing keys 48 .*bottleneck adapters.*another finetune strategy"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"missing keys 48 .*bottleneck adapters.*another finetune strategy"
+    ):
         load_finetuned_state_dict(net, read_state_dict(model_pt), model_pt)
 
 

@@ -23,7 +23,9 @@ LABEL = (torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(1)) > 
 def net() -> SAM2Segmenter:
     """LoRA (peft layers inside the blocks) + bottleneck adapters (forward hooks on the blocks), all non-zero."""
     torch.manual_seed(0)
-    network = apply_finetune(SAM2Segmenter("tiny", 64, adapter_dim=8, num_prompt_tokens=0), {"strategy": "lora", "lora_dropout": 0.0})
+    network = apply_finetune(
+        SAM2Segmenter("tiny", 64, adapter_dim=8, num_prompt_tokens=0), {"strategy": "lora", "lora_dropout": 0.0}
+    )
     with torch.no_grad():
         for name, p in network.named_parameters():
             if "lora_B" in name or "adapter.up" in name:
@@ -82,7 +84,10 @@ def test_enable_is_idempotent_survives_deepcopy_and_disables(net):
     with torch.no_grad():  # no grad: the plain forward runs, same output
         assert torch.allclose(clone(IMAGE, boxes=BOXES), net(IMAGE, boxes=BOXES))
     assert disable_activation_checkpointing(clone) == len(clone.sam.image_encoder.trunk.blocks)
-    assert not is_activation_checkpointed(clone) and type(clone.sam.image_encoder.trunk.blocks[0]).__name__ == "MultiScaleBlock"
+    assert (
+        not is_activation_checkpointed(clone)
+        and type(clone.sam.image_encoder.trunk.blocks[0]).__name__ == "MultiScaleBlock"
+    )
 
 
 def test_rejects_non_sam_modules():

@@ -36,7 +36,7 @@ def _bundle(tmp_path, segmenter_config: dict, metadata_image: dict) -> dict:
     config = {
         "imports": ["$import sam2tune"],
         "network_def": {
-            "_target_": "sam2tune.networks.export.BoxPromptedSegmenter",
+            "_target_": "sam2tune.networks.BoxPromptedSegmenter",
             "segmenter": {"_target_": "sam2tune.networks.SAM2Segmenter", **segmenter_config},
         },
     }
@@ -58,7 +58,7 @@ def _bundle(tmp_path, segmenter_config: dict, metadata_image: dict) -> dict:
 
 
 def test_ckpt_export_as_the_zoo_calls_it_writes_torchscript_matching_eager(tmp_path, segmenter):
-    """monai.bundle.ckpt_export with the zoo CI's arguments (no use_trace): the .ts loads and matches the eager model."""
+    """monai.bundle.ckpt_export with the zoo CI's arguments (no use_trace): the .ts loads and matches eager outputs."""
     from monai.bundle import ckpt_export
 
     files = _bundle(tmp_path, {"variant": "tiny", "image_size": SIZE, "in_channels": 3, "num_prompt_tokens": 1}, {})

@@ -27,13 +27,19 @@ def test_relative_spread_is_symmetric_and_scaled():
     x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
     s = relative_spread(x)
     assert torch.allclose(s, s.T) and torch.allclose(s.diagonal(), torch.zeros(4))
-    assert s[0, 1] == 0 and torch.isclose(s[0, 2], torch.tensor(2**0.5)) and torch.isclose(s[0, 3], torch.tensor(1 / 1.5))
+    assert (
+        s[0, 1] == 0 and torch.isclose(s[0, 2], torch.tensor(2**0.5)) and torch.isclose(s[0, 3], torch.tensor(1 / 1.5))
+    )
 
 
 def test_memory_identity_separates_different_prompts_only(net):
     torch.manual_seed(1)
     vol = torch.rand(6, 1, 48, 48)
-    prompts = [ObjectPrompt(2, box=[4, 4, 16, 16]), ObjectPrompt(2, box=[4, 4, 16, 16]), ObjectPrompt(2, box=[28, 28, 44, 44])]
+    prompts = [
+        ObjectPrompt(2, box=[4, 4, 16, 16]),
+        ObjectPrompt(2, box=[4, 4, 16, 16]),
+        ObjectPrompt(2, box=[28, 28, 44, 44]),
+    ]
     out = memory_identity(net, vol, prompts)
     for key in ("memory", "conditioned"):
         assert out[key].shape == (3, 3)
@@ -72,8 +78,8 @@ def test_cli_writes_both_tables(tmp_path):
     spec.loader.exec_module(cli)
     img = tmp_path / "btcv" / "img" / "img0001.nii.gz"
     lab = tmp_path / "btcv" / "label" / img.name.replace("img", "label")
-    result = cli.main(["--model", str(tmp_path / "model.pt"), "--image", str(img), "--label", str(lab), "--image_size", "64",
-                       "--out", str(tmp_path / "out")])
+    result = cli.main(["--model", str(tmp_path / "model.pt"), "--image", str(img), "--label", str(lab), "--image_size",
+                       "64", "--out", str(tmp_path / "out")])
     rows = list(csv.DictReader(open(tmp_path / "out" / "object_slices.csv")))
     assert {int(r["organ"]) for r in rows} == {1, 6} and len(rows) == len(result["rows"])
     with pytest.raises(SystemExit, match="No organ"):

@@ -47,15 +47,18 @@ def test_window_tracking_trains_memory_modules():
     net = apply_finetune(SAM2Segmenter("tiny", 64, in_channels=1), {"strategy": "lora", "train_memory": True}).train()
     frames = torch.rand(2 * 3, 1, 64, 64)
     table = torch.tensor([[0, 1, 2], [3, 4, 5], [0, 1, 2]])  # objects 0 and 2 in window 0, object 1 in window 1
-    prompts = [ObjectPrompt(0, box=[8, 8, 30, 30]), ObjectPrompt(0, box=[20, 20, 40, 40]), ObjectPrompt(0, points=[[40, 40]])]
-    masks, scores = track_objects(net, encode_frames(net, frames), table, prompts, {2: [ObjectPrompt(2, box=[8, 8, 30, 30]), None, None]}, high_res=True)
+    prompts = [ObjectPrompt(0, box=[8, 8, 30, 30]), ObjectPrompt(0, box=[20, 20, 40, 40]),
+               ObjectPrompt(0, points=[[40, 40]])]
+    masks, scores = track_objects(net, encode_frames(net, frames), table, prompts,
+                                  {2: [ObjectPrompt(2, box=[8, 8, 30, 30]), None, None]}, high_res=True)
     assert masks.shape == (3, 3, 64, 64) and scores.shape == (3, 3)
     (masks.clamp(-20, 20).mean() + scores.mean()).backward()
     grads = {n: p.grad for n, p in net.named_parameters() if p.requires_grad}
     assert any(n.startswith("sam.memory_attention.") and g is not None and g.abs().sum() > 0 for n, g in grads.items())
     assert any(n.startswith("sam.memory_encoder.") and g is not None and g.abs().sum() > 0 for n, g in grads.items())
     assert any("lora_" in n and g is not None for n, g in grads.items())
-    assert all(not p.requires_grad for n, p in net.named_parameters() if n.startswith("sam.image_encoder.") and "lora_" not in n)
+    assert all(not p.requires_grad for n, p in net.named_parameters()
+               if n.startswith("sam.image_encoder.") and "lora_" not in n)
 
 
 def test_bad_prompts_are_named(net):
@@ -70,14 +73,15 @@ def test_bad_prompts_are_named(net):
 
 def test_training_loss_supervises_every_candidate_and_the_iou_head():
     """Tracking frames give SAM2's 3 candidate masks + predicted IoUs; the loss trains the best one and the IoU head."""
-    from sam2tune.engines.volume import PropagationLoss
+    from sam2tune.losses import PropagationLoss
 
     torch.manual_seed(0)
     net = apply_finetune(SAM2Segmenter("tiny", 64, in_channels=1), {"strategy": "full", "train_memory": True}).train()
     frames = torch.rand(3, 1, 64, 64)
     table = torch.tensor([[0, 1, 2], [0, 1, 2]])
     prompts = [ObjectPrompt(0, box=[8, 8, 30, 30]), ObjectPrompt(0, box=[20, 20, 50, 50])]
-    masks, scores, cands, ious = track_objects(net, encode_frames(net, frames), table, prompts, None, high_res=True, candidates=True)
+    masks, scores, cands, ious = track_objects(net, encode_frames(net, frames), table, prompts, None, high_res=True,
+                                               candidates=True)
     assert cands.shape == (2, 3, 3, 64, 64) and ious.shape == (2, 3, 3)
     # the box-prompted key slice has one mask (repeated for the loss); the chosen mask is one of the candidates
     assert torch.equal(cands[:, 0, 0], cands[:, 0, 2])
@@ -91,27 +95,3 @@ def test_training_loss_supervises_every_candidate_and_the_iou_head():
     loss.backward()
     head = net.sam.sam_mask_decoder.iou_prediction_head
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
-
-
-def test_object_balance_and_window_dice():
-    """Balanced object-score BCE weighs the rare absent slices as much as the present ones; window Dice pools
-    each object's slices, so one tiny slice counts by its area rather than as a whole Dice term."""
-    from sam2tune.engines.volume import PropagationLoss
-
-    target = torch.zeros(1, 8, 16, 16)
-    target[0, :7, 2:14, 2:14] = 1  # present on 7 slices, absent on the last
-    scores = torch.full((1, 8), 5.0, requires_grad=True)  # "present" everywhere, as the untrained head says
-    logits = (target * 40 - 20).clone()
-    pred = {"logits": logits, "object_scores": scores}
-    plain, balanced = PropagationLoss()(pred, target), PropagationLoss(object_balance=True)(pred, target)
-    assert balanced > 3 * plain  # the one wrong (absent) slice is half the object loss instead of 1/8
-    balanced.backward()
-    assert scores.grad[0, 7] > 5 * scores.grad[0, :7].abs().max()
-    # perfect masks but one slice with a 1-pixel organ predicted empty: per-slice Dice pays ~1/7, window Dice ~1/(7*144)
-    target[0, 6] = 0
-    target[0, 6, 5, 5] = 1
-    logits = (target * 40 - 20).clone()
-    logits[0, 6, 5, 5] = -20.0
-    pred = {"logits": logits, "object_scores": torch.where(target.flatten(2).amax(-1) > 0, 20.0, -20.0)}
-    per_slice, window = PropagationLoss(bce_weight=0)(pred, target), PropagationLoss(bce_weight=0, window_dice=True)(pred, target)
-    assert per_slice > 0.1 > 0.01 > window

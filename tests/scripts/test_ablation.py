@@ -1,23 +1,18 @@
-"""scripts/ablation.py lung_nodule at the tiny setting: untrained reference + four real runs -> CSV, chart, figures."""
+"""scripts/ablation.py (sam2tune.tools.ablation) lung_nodule, tiny: untrained reference + four runs -> CSV, figures."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from sam2tune.tools import ablation as module
 
 
 @pytest.fixture(scope="module")
 def ablation(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("ablation_script", REPO / "scripts" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     out = tmp_path_factory.mktemp("ablation")
     assert module.main(["lung_nodule", "--out", str(out), "--cases", "3", "--device", "cpu"]) == 0
     yield module, out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -11,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from sam2tune.tools import compare
 
 REPO = Path(__file__).resolve().parents[2]
 SAM2 = "sam2_lora+decoder"
@@ -55,7 +56,8 @@ def test_numbers_come_from_each_runs_own_files(compared):
     for name in (SAM2, "resnet"):
         stats = json.loads((out / name / "run_stats.json").read_text())
         summary = json.loads((out / name / "eval" / "summary.json").read_text())
-        assert float(rows[name]["mean_dice"]) == pytest.approx(summary["mean_dice"]) == pytest.approx(stats["mean_dice"])
+        dice = float(rows[name]["mean_dice"])
+        assert dice == pytest.approx(summary["mean_dice"]) == pytest.approx(stats["mean_dice"])
         assert stats["settings"]["image_size"] == 64 and stats["settings"]["max_epochs"] == 1  # same budget
         assert stats["settings"]["early_stop_patience"] == 1  # patience = the epoch budget: no early stop
         assert (out / name / "training_history.json").is_file() and (out / name / "eval" / "per_image.csv").is_file()
@@ -63,16 +65,8 @@ def test_numbers_come_from_each_runs_own_files(compared):
         assert set(summary) == keys, "baseline and SAM2 summaries must share the bundle's format"
 
 
-def _compare_module():
-    spec = importlib.util.spec_from_file_location("compare", REPO / "scripts" / "compare.py")
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
-    return compare
-
-
 def test_collect_rebuilds_table_without_training(compared):
     out, _ = compared
-    compare = _compare_module()
     (out / "comparison.csv").unlink()
     assert compare.main(["--bundle", "optic_cup_fundus_sam2", "--out", str(out), "--models", "sam2:lora+decoder,resnet",
                          "--collect"]) == 0
@@ -81,7 +75,6 @@ def test_collect_rebuilds_table_without_training(compared):
 
 def test_model_specs_become_the_same_budget_for_every_run(tmp_path):
     """No training: the command lines compare.py would run (flags, learning rates, patience)."""
-    compare = _compare_module()
     with pytest.raises(SystemExit, match="sam2:lora"):
         compare.parse_models("sam2")
     with pytest.raises(SystemExit, match="extras"):
@@ -94,6 +87,7 @@ def test_model_specs_become_the_same_budget_for_every_run(tmp_path):
     args = compare.build_parser().parse_args(["--bundle", "optic_cup_fundus_sam2", "--tiny", "--max_epochs", "7"])
     cmds = {n: compare.run_command(spec, n, args, "/data", tmp_path) for n, spec in models}
     for cmd in cmds.values():
+        assert cmd[1:3] == ["-m", "sam2tune.tools.train_baseline"]  # the installed package, no script path
         assert cmd[-2:] == ["--set", "early_stop_patience=7"] and cmd[cmd.index("--max_epochs") + 1] == "7"
         assert cmd[cmd.index("--learning_rate") + 1] == "0.001"
     assert "finetune_settings#train_mask_decoder=true" in cmds[SAM2]

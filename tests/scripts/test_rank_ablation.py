@@ -1,23 +1,13 @@
-"""scripts/rank_ablation.py: one command trains LoRA at ranks 4/8/16 and writes one CSV row per rank."""
+"""scripts/rank_ablation.py (sam2tune.tools.rank_ablation): LoRA at ranks 4/8/16, one CSV row per rank."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from sam2tune.data.phantoms.severstal import write_severstal_phantoms
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rank_ablation.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("rank_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from sam2tune.tools import rank_ablation
 
 
 def test_rank_ablation_csv(tmp_path):
@@ -26,7 +16,8 @@ def test_rank_ablation_csv(tmp_path):
     out = tmp_path / "ablation"
     tiny = ["--sam2_variant", "tiny", "--image_size", "64", "--num_workers", "0", "--batch_size", "8", "--amp", "false",
             "--max_epochs", "1", "--val_interval", "1", "--deterministic", "false"]
-    assert _load().main(["--dataset_dir", str(data), "--output_dir", str(out), "--ranks", "4,8,16", "--in_process", "--", *tiny]) == 0
+    argv = ["--dataset_dir", str(data), "--output_dir", str(out), "--ranks", "4,8,16", "--in_process", "--", *tiny]
+    assert rank_ablation.main(argv) == 0
     rows = list(csv.DictReader(open(out / "rank_ablation.csv")))
     assert [r["lora_r"] for r in rows] == ["4", "8", "16"] and [r["lora_alpha"] for r in rows] == ["8", "16", "32"]
     params = [int(r["trainable_params"]) for r in rows]
@@ -38,8 +29,10 @@ def test_rank_ablation_csv(tmp_path):
 
 
 def test_bad_arguments(tmp_path):
-    module = _load()
     with pytest.raises(SystemExit):
-        module.main(["--dataset_dir", str(tmp_path), "--output_dir", str(tmp_path), "--ranks", "four"])
+        rank_ablation.main(["--dataset_dir", str(tmp_path), "--output_dir", str(tmp_path), "--ranks", "four"])
     with pytest.raises(SystemExit, match="--key value"):
-        module.main(["--dataset_dir", str(tmp_path), "--output_dir", str(tmp_path), "--", "oops"])
+        rank_ablation.main(["--dataset_dir", str(tmp_path), "--output_dir", str(tmp_path), "--", "oops"])
+    with pytest.raises(SystemExit, match="no_such_bundle"):  # names the bundle that cannot be found
+        rank_ablation.main(["--dataset_dir", str(tmp_path), "--output_dir", str(tmp_path),
+                            "--bundle", "no_such_bundle"])

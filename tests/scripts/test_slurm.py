@@ -71,14 +71,16 @@ def slurm(tmp_path_factory):
         f"NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} State=UNKNOWN",
         f"PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""]))
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    procs = [subprocess.Popen([DAEMONS[0], "-D", "-i", "-f", str(conf)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT),
-             subprocess.Popen([DAEMONS[1], "-D", "-f", str(conf), "-N", host], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)]
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT}
+    procs = [subprocess.Popen([DAEMONS[0], "-D", "-i", "-f", str(conf)], **quiet),
+             subprocess.Popen([DAEMONS[1], "-D", "-f", str(conf), "-N", host], **quiet)]
     try:
         deadline, state = time.time() + 30, ""
         while time.time() < deadline:
             dead = [p.args[0] for p in procs if p.poll() is not None]
             if dead:
-                logs = "".join((root / "log" / f).read_text()[-400:] for f in ("slurmctld.log", "slurmd.log") if (root / "log" / f).exists())
+                logs = "".join((root / "log" / f).read_text()[-400:] for f in ("slurmctld.log", "slurmd.log")
+                               if (root / "log" / f).exists())
                 _skip(f"{dead} exited at start-up in this sandbox: {logs}")
             state = subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout.strip()
             if state == "idle":

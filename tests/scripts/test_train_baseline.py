@@ -7,7 +7,6 @@ runs here, in-process.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -15,11 +14,7 @@ from pathlib import Path
 import pytest
 
 from sam2tune.baselines.workflow import model_overrides
-
-REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("train_baseline", REPO / "scripts" / "train_baseline.py")
-train_baseline = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_baseline)
+from sam2tune.tools import train_baseline
 
 
 def _per_image(path: Path) -> list[dict]:

@@ -26,8 +26,9 @@ def smoke(tmp_path_factory):
     """One CPU run of the script at 64 px: cached decoder, encoder inference, a compile row (skipped on CPU), 3D."""
     out = tmp_path_factory.mktemp("bench")
     args = ["--device", "cpu", "--image_size", "64", "--steps", "2", "--warmup", "0", "--batch_size", "2",
-            "--strategies", "bf16_cached,inference,3d", "--pipeline_workers", "0", "--pipeline_row", "bf16_cached", "--pipeline_batches", "1",
-            "--pipeline_source_size", "96", "--volume", "6,64,2", "--out", str(out / "b.json"), "--markdown", str(out / "b.md")]
+            "--strategies", "bf16_cached,inference,3d", "--pipeline_workers", "0", "--pipeline_row", "bf16_cached",
+            "--pipeline_batches", "1", "--pipeline_source_size", "96", "--volume", "6,64,2", "--out",
+            str(out / "b.json"), "--markdown", str(out / "b.md")]
     assert _script().main(args) == 0
     return out
 
@@ -51,7 +52,9 @@ def test_script_writes_json_with_every_selected_row(smoke):
     assert names[0].startswith("synthetic") and any("CacheDataset" in n for n in names)
     assert all("error" not in p and p["step_images_per_s"] > 0 for p in result["pipeline"]), result["pipeline"]
     md = (smoke / "b.md").read_text()
-    assert "| bf16 decoder on cached embeddings | fp32 | 2 |" in md and "Data pipeline" in md and "--image_size 64" in md
+    assert (
+        "| bf16 decoder on cached embeddings | fp32 | 2 |" in md and "Data pipeline" in md and "--image_size 64" in md
+    )
 
 
 def test_failing_row_is_recorded_and_others_still_run(monkeypatch):
@@ -88,7 +91,9 @@ def test_select_rows_and_errors():
 def test_cuda_asked_for_without_cuda_is_refused(monkeypatch):
     """The check itself, on any machine: torch is made to see no CUDA device, so a GPU host runs it too."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match=r"--device cuda was asked for, but torch sees no CUDA device \(use --device cpu\)"):
+    with pytest.raises(
+        RuntimeError, match=r"--device cuda was asked for, but torch sees no CUDA device \(use --device cpu\)"
+    ):
         run_benchmark(BenchmarkSettings(device="cuda", strategies="bf16_cached", pipeline=False))
 
 

@@ -1,4 +1,5 @@
-"""Booleans given as strings ("false", "False", "0") parse as False, in code and wherever a bundle config reads a flag."""
+"""Booleans given as strings ("false", "False", "0") parse as False,
+in code and wherever a bundle config reads a flag."""
 
 from __future__ import annotations
 

@@ -56,12 +56,18 @@ def _smooth_blob(shape, centre, radii, rng: np.random.Generator, roughness: floa
     return dist <= 1.0 + roughness * field
 
 
-def _case(size: int, slices: int, rng: np.random.Generator, organs: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _case(
+    size: int, slices: int, rng: np.random.Generator, organs: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One phantom -> (HU volume (x, y, z) int16, label (x, y, z) uint8)."""
     shape = (size, size, slices)
     ct = np.full(shape, -1000.0, np.float32)
-    body = _smooth_blob(shape, (size * 0.5, size * 0.52, slices / 2), (size * 0.46, size * 0.38, slices * 10), rng, 0.05)
-    inner = _smooth_blob(shape, (size * 0.5, size * 0.52, slices / 2), (size * 0.42, size * 0.34, slices * 10), rng, 0.05)
+    body = _smooth_blob(
+        shape, (size * 0.5, size * 0.52, slices / 2), (size * 0.46, size * 0.38, slices * 10), rng, 0.05
+    )
+    inner = _smooth_blob(
+        shape, (size * 0.5, size * 0.52, slices / 2), (size * 0.42, size * 0.34, slices * 10), rng, 0.05
+    )
     ct[body] = -100.0
     ct[inner] = INNER_HU
     label = np.zeros(shape, np.uint8)
@@ -104,7 +110,8 @@ def write_btcv_phantoms(
     organs: list[int] | None = None,
     test_fraction: float = 0.0,
 ) -> dict:
-    """Write `cases` CT volumes (size x size x depth) with 13 organs (or only `organs`) in BTCV's NIfTI layout -> summary dict.
+    """Write `cases` CT volumes (size x size x depth) with 13 organs (or only `organs`) in BTCV's NIfTI layout
+    -> summary dict.
 
     Cases are train, then `val_fraction` validation, then `test_fraction` labelled held-out test cases (dataset_0.json
     "test"; the real BTCV's test images are unlabelled). Test cases are not written to the slice layout, whose Test

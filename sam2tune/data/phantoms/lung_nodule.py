@@ -94,13 +94,24 @@ def write_lung_nodule_phantoms(
                           "diameter_mm": round(diameter, 2), "center_voxel": [round(cx, 2), round(cy, 2), round(cz, 2)],
                           "voxels": int(mask.sum())})
         ct += rng.normal(0.0, 20.0, shape)  # scanner noise
-        nib.save(nib.Nifti1Image(np.round(ct).astype(np.int16), affine), os.path.join(root, "imagesTr", f"{case}.nii.gz"))
+        nib.save(
+            nib.Nifti1Image(np.round(ct).astype(np.int16), affine), os.path.join(root, "imagesTr", f"{case}.nii.gz")
+        )
         nib.save(nib.Nifti1Image(label, affine), os.path.join(root, "labelsTr", f"{case}.nii.gz"))
         training.append({"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"})
     dataset = {
-        "name": "Lung", "description": "sam2tune lung-nodule phantoms (MSD Task06_Lung layout)", "reference": "sam2tune",
-        "licence": "CC-BY-SA 4.0", "release": "phantom", "tensorImageSize": "3D", "modality": {"0": "CT"},
-        "labels": {"0": "background", "1": "cancer"}, "numTraining": cases, "numTest": 0, "training": training, "test": [],
+        "name": "Lung",
+        "description": "sam2tune lung-nodule phantoms (MSD Task06_Lung layout)",
+        "reference": "sam2tune",
+        "licence": "CC-BY-SA 4.0",
+        "release": "phantom",
+        "tensorImageSize": "3D",
+        "modality": {"0": "CT"},
+        "labels": {"0": "background", "1": "cancer"},
+        "numTraining": cases,
+        "numTest": 0,
+        "training": training,
+        "test": [],
     }
     with open(os.path.join(root, "dataset.json"), "w") as f:
         json.dump(dataset, f, indent=2)

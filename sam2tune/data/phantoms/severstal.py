@@ -3,8 +3,8 @@
 Writes Kaggle's Severstal layout exactly (see ``sam2tune.data.severstal``):
 
 ```
-<out>/train.csv                ImageId,ClassId,EncodedPixels   (RLE 1-based, column-major; rows only for defects present)
-<out>/train_images/<id>.jpg    grey steel texture, 1600 x 256 by default (``size`` = H or (H, W) for smaller tests)
+<out>/train.csv               ImageId,ClassId,EncodedPixels   (RLE 1-based, column-major; rows only for defects present)
+<out>/train_images/<id>.jpg   grey steel texture, 1600 x 256 by default (``size`` = H or (H, W) for smaller tests)
 ```
 
 Classes by construction: 1 pits (clusters of small dark dots), 2 cracks (short thin near-vertical dark lines),
@@ -112,7 +112,8 @@ def make_severstal_image(
 def write_severstal_phantoms(
     out: str, cases: int = 20, seed: int = 0, size: int | tuple[int, int] | None = None
 ) -> dict:
-    """Write `cases` phantom images + train.csv under `out` -> summary {"dataset_dir", "images", "rows", "per_class", ...}.
+    """Write `cases` phantom images + train.csv under `out` -> summary {"dataset_dir", "images", "rows", "per_class",
+    ...}.
 
     size: image height H (width = 6.25 H, Severstal's aspect) or (H, W); default 256 x 1600.
     """
@@ -132,7 +133,9 @@ def write_severstal_phantoms(
     for i in range(cases):
         image_id = f"{rng.integers(0, 16**9):09x}.jpg"  # Kaggle ids are 9 hex digits + .jpg
         defect_free = i % 5 == 4
-        classes = [] if defect_free else sorted(rng.choice(CLASS_IDS, size=int(rng.integers(1, 3)), replace=False).tolist())
+        classes = (
+            [] if defect_free else sorted(rng.choice(CLASS_IDS, size=int(rng.integers(1, 3)), replace=False).tolist())
+        )
         img, masks = make_severstal_image(rng, shape, classes)
         # Severstal JPEGs are grey stored as 3 identical channels
         Image.fromarray(np.repeat(img[..., None], 3, axis=2)).save(os.path.join(out, IMAGE_DIR, image_id), quality=95)

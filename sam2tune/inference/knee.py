@@ -1,6 +1,6 @@
 """Knee inference on a new subject without a label: prompts JSON (or the learned prompt) -> label map + biomarkers.
 
-Prompts use the abdomen bundle's format (sam2tune.engines.volume_inference.read_prompts), keyed by tissue name or
+Prompts use the abdomen bundle's format (sam2tune.inference.prompts.read_prompts), keyed by tissue name or
 id; coordinates are pixels of the volume's slices (slice k, x = column, y = row):
 
 ```
@@ -16,8 +16,6 @@ cannot say which tissue it found, so prompt-free output is a single label 1 name
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 import os
@@ -27,11 +25,12 @@ import numpy as np
 import torch
 
 from sam2tune.data.knee import MAPS, normalize_intensity, read_knee_input
-from sam2tune.engines.volume_inference import read_prompts
-from sam2tune.handlers.biomarker_report import measure_prediction
-from sam2tune.io.volumes import Volume, write_label_nifti
-from sam2tune.metrics.factory import build_biomarker_metric
+from sam2tune.inference.outputs import write_volume_outputs
+from sam2tune.inference.prompts import read_prompts
+from sam2tune.io.volumes import Volume
+from sam2tune.metrics.factory import build_biomarker_metric, measure_prediction
 from sam2tune.networks.propagator import ObjectPrompt, logits_to_labels, propagate_volume
+from sam2tune.utils.atomic import atomic_write_csv
 from sam2tune.utils.dist import unwrap
 from sam2tune.utils.flags import as_bool
 
@@ -86,15 +85,10 @@ def segment_prompt_free(net, volume: torch.Tensor, threshold: float = 0.5, batch
     if getattr(net, "prompt_tokens", None) is None:
         raise ValueError("prompt_free needs a network with a learned prompt token (num_prompt_tokens > 0 in "
                          "network_def and a model.pt trained with it); give --prompts FILE instead.")
-    out = [net(volume[k : k + batch_size])[:, 0].float() > _logit(threshold) for k in range(0, volume.shape[0], batch_size)]
+    out = [
+        net(volume[k : k + batch_size])[:, 0].float() > _logit(threshold) for k in range(0, volume.shape[0], batch_size)
+    ]
     return torch.cat(out).to(torch.int64)
-
-
-def _write_csv(path: str, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["subject", "tissue", "biomarker", "prediction"])
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def run_knee_inference(
@@ -112,7 +106,9 @@ def run_knee_inference(
     threshold: float = 0.5,
     chunk_size: int = 16,
 ) -> dict:
-    """Segment one subject without a label -> {"nifti", "dicom_seg", "biomarkers_csv", "mode", "tissues", "biomarkers", ...}.
+    """Segment one subject without a label.
+
+    Returns {"nifti", "dicom_seg", "biomarkers_csv", "mode", "tissues", "biomarkers", ...}.
 
     Writes under output_dir: <case>_seg.nii.gz (input grid), <case>_seg.dcm (DICOM input), <case>_biomarkers.csv
     (prediction only: there is no ground truth to compare with) and <case>_result.json.
@@ -146,12 +142,10 @@ def run_knee_inference(
             labels = segment_prompted_slices(net, volume, ids, plist, threshold)
     labels = labels.cpu().numpy().astype(np.uint8)
     seconds = time.perf_counter() - t0
-    os.makedirs(output_dir, exist_ok=True)
     case = subject.case
     ref = Volume(subject.image, np.eye(4), subject.spacing, str(input_path), "dicom" if subject.files else "image",
                  subject.files, subject.reference)
-    result = {"input": str(input_path), "mode": mode, "seconds": seconds, "dicom_seg": None,
-              "nifti": write_label_nifti(labels, ref, os.path.join(output_dir, f"{case}_seg.nii.gz")),
+    result = {"input": str(input_path), "mode": mode, "seconds": seconds,
               "tissues": {names[i]: int((labels == i).sum()) for i in ids}}
     for name, voxels in result["tissues"].items():
         if voxels == 0:
@@ -160,26 +154,19 @@ def run_knee_inference(
     func = {k: bool(v) and (k not in MAPS or k in subject.maps) for k, v in metric["func"].items()}
     dropped = [k for k, v in metric["func"].items() if v and not func[k]]
     if dropped:
-        logger.warning("%s: no %s map next to the image, so %s biomarkers are left out.", case, "/".join(dropped), dropped)
+        logger.warning("%s: no %s map next to the image, so %s biomarkers are left out.", case, "/".join(dropped),
+                       dropped)
     measure = build_biomarker_metric({**metric, "func": func, "tissues": {i: names[i] for i in ids}})
     rows = measure_prediction(measure, case, labels, subject.maps, [subject.spacing] * depth)
-    result["biomarkers_csv"] = os.path.join(output_dir, f"{case}_biomarkers.csv")
-    _write_csv(result["biomarkers_csv"], rows)
+    os.makedirs(output_dir, exist_ok=True)
+    result["biomarkers_csv"] = atomic_write_csv(os.path.join(output_dir, f"{case}_biomarkers.csv"), rows,
+                                                ["subject", "tissue", "biomarker", "prediction"])
     result["biomarkers"] = {}
     for r in rows:
         value = r["prediction"]  # NaN (empty tissue) -> null, so the JSON stays standard
         result["biomarkers"].setdefault(r["tissue"], {})[r["biomarker"]] = None if math.isnan(value) else value
-    if subject.files and as_bool(dicom_seg, "dicom_seg"):
-        if labels.any():
-            from sam2tune.io.dicom_seg import write_dicom_seg
-
-            result["dicom_seg"] = write_dicom_seg(labels, subject.files, os.path.join(output_dir, f"{case}_seg.dcm"),
-                                                  {i: names[i] for i in ids if (labels == i).any()},
-                                                  f"sam2tune knee {case}")
-        else:
-            logger.warning("Nothing predicted in %s: no DICOM SEG written (a SEG needs at least one segment).", input_path)
-    with open(os.path.join(output_dir, f"{case}_result.json"), "w") as fh:
-        json.dump(result, fh, indent=2)
+    result = write_volume_outputs(labels, ref, output_dir, case, {i: names[i] for i in ids}, result,
+                                  f"sam2tune knee {case}", dicom_seg=as_bool(dicom_seg, "dicom_seg"))
     logger.info("Segmented %s (%s) in %.2f s -> %s", input_path, mode, seconds, result["nifti"])
     return result
 
