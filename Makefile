@@ -16,6 +16,8 @@ STAMP := $(VENV)/.installed
 REQS := $(wildcard requirements*.txt)
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist; a test file stays on one worker). CI has 2 cores; TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 # Build backend for sam2's sdist (built inside .venv); setuptools >= 70.1 needs no separate `wheel` package.
 BUILD_TOOLS ?= setuptools==84.2.1
 
@@ -43,7 +45,7 @@ $(STAMP): $(REQS) pyproject.toml | $(PY)
 	touch $@
 
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests
 
 demo: install
 	$(PY) scripts/demo.py $(DEMO_ARGS)
