@@ -84,6 +84,7 @@ def load_adapter_state_dict(
     if config.strategy == "lora":
         unexpected = load_lora_state_dict(network, state_dict, adapter_name)
     else:
+        # an adapter holds only its own keys (checked exactly above), so the rest of the network is left as it is
         unexpected = list(network.load_state_dict(state_dict, strict=False).unexpected_keys)
     if unexpected:
         raise ValueError(f"Adapter {source or 'state_dict'} holds keys this network lacks: {unexpected[:5]}.")
