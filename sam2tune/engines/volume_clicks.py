@@ -1,8 +1,9 @@
 """The 3D click protocol: propagate, correct the slice with the largest error, re-propagate from it.
 
 Per object and round: the slice with the most wrong voxels (``sam2tune.prompts.error_slice``) gets an error-centre
-click (``error_click``: positive on a miss, negative on a false positive), added to the clicks already on that slice;
-that slice becomes the object's key (SAM2's conditioning frame) and propagation re-runs both ways from it, with the
+click (``error_click``: positive on a miss, negative on a false positive), added to the clicks already on that slice,
+with the slice's current low-res mask logits fed back as SAM's mask prompt (as SAM2's video predictor does); that
+slice becomes the object's key (SAM2's conditioning frame) and propagation re-runs both ways from it, with the
 object's other prompted slices applied when propagation reaches them.
 """
 
@@ -77,7 +78,7 @@ class VolumeClickProtocolInferer(Inferer):
         net = unwrap(network)
         for r in range(self.max_clicks + 1):
             with torch.no_grad():
-                logits, _ = propagate_volume(net, volume, prompts, self.chunk_size, "both")
+                logits, _, low = propagate_volume(net, volume, prompts, self.chunk_size, "both", return_low_res=True)
             preds = (logits > 0).cpu().numpy()
             for o, (pred, truth) in enumerate(zip(preds, truths, strict=True)):
                 inter, total = float((pred & truth).sum()), float(pred.sum() + truth.sum())
@@ -87,7 +88,7 @@ class VolumeClickProtocolInferer(Inferer):
                     k = error_slice(pred, truth)
                     if k is not None:
                         xy, lab = error_click(pred[k], truth[k])
-                        prompts[o] = click_as_key(prompts[o], k, xy, lab)
+                        prompts[o] = click_as_key(prompts[o], k, xy, lab, mask_logits=low[o, k])
         for o, organ in enumerate(object_ids):
             out[0, organ] = logits[o].float()
         self.last = {"iou": ious, "dice": dices, "item": [0] * len(prompts), "object": [int(v) for v in object_ids]}

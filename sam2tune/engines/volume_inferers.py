@@ -26,7 +26,8 @@ class SliceWindowInferer(Inferer):
         correction_rounds: corrective clicks per object after the first tracking pass (needs ``label=``, from
             ``SliceWindowPrepareBatch(pass_label=True)``). Each round clicks the window slice where the object's
             error is largest (``sam2tune.prompts.error_slice`` / ``error_click``), adds the click to that slice's
-            prompts and tracks the window again through SAM2's memory; the encoder runs once. The output then also
+            prompts with that slice's low-res logits fed back as SAM's mask prompt (not detached, as SAM2's trainer
+            does) and tracks the window again through SAM2's memory; the encoder runs once. The output then also
             holds every round under "rounds" (the last round at the top level) and PropagationLoss averages them.
             An int >= 0.
 
@@ -50,9 +51,9 @@ class SliceWindowInferer(Inferer):
             label: (O, T, H, W) targets, needed for correction rounds.
 
         Returns:
-            {"logits": (O, T, H, W), "object_scores": (O, T), "candidates": (O, T, 3, H, W), "ious": (O, T, 3)}: the
-            chosen masks, object scores, SAM2's candidate masks and their predicted IoUs (with rounds also
-            "rounds", the list of every round's such dict).
+            {"logits": (O, T, H, W), "object_scores": (O, T), "candidates": (O, T, 3, H, W), "ious": (O, T, 3),
+            "low_res": (O, T, S/4, S/4)}: the chosen masks, object scores, SAM2's candidate masks and their
+            predicted IoUs, SAM2's low-res logits (with rounds also "rounds", the list of every round's such dict).
 
         Raises:
             ValueError: when ``correction_rounds`` > 0 and no label is given.
@@ -77,23 +78,24 @@ class SliceWindowInferer(Inferer):
                 if k is None:
                     continue
                 xy, lab = error_click(pred[o, k], truth[o, k])
+                fed = out["low_res"][o, k]  # this round's logits on slice k, fed back with the click (not detached)
                 if k == 0:
-                    init[o] = add_click(init[o], 0, xy, lab)
+                    init[o] = add_click(init[o], 0, xy, lab, mask_logits=fed)
                 else:
                     row = steps.setdefault(k, [None] * len(init))
-                    row[o] = add_click(row[o], k, xy, lab)
+                    row[o] = add_click(row[o], k, xy, lab, mask_logits=fed)
         return {**rounds[-1], "rounds": rounds} if self.correction_rounds else rounds[0]
 
     @staticmethod
     def _track(net, features, frame_table, init, steps, hw) -> dict:
         h, w = hw
-        masks, scores, cands, ious = track_objects(net, features, frame_table, init, steps, (h, w), high_res=True,
-                                                   candidates=True)
+        masks, scores, cands, ious, low = track_objects(net, features, frame_table, init, steps, (h, w),
+                                                        high_res=True, candidates=True, return_low_res=True)
         if masks.shape[-2:] != (h, w):
             masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
             cands = F.interpolate(cands.flatten(1, 2), size=(h, w), mode="bilinear",
                                   align_corners=False).unflatten(1, cands.shape[1:3])
-        return {"logits": masks, "object_scores": scores, "candidates": cands, "ious": ious}
+        return {"logits": masks, "object_scores": scores, "candidates": cands, "ious": ious, "low_res": low}
 
 
 class VolumeInferer(Inferer):

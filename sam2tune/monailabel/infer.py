@@ -267,25 +267,30 @@ class SAM2InferTask(InferTask):
         """Prompted slices -> SAM2 memory propagation through the whole volume -> (mask, probs, mean, session).
 
         A fresh request takes the middle prompted slice as key; a refining one the slice it corrects (the one with
-        the new clicks), so propagation re-runs from there in both directions with the other prompted slices as
+        the new clicks), with that slice's previous low-res logits fed back as SAM's mask prompt (as SAM2's video
+        predictor does), so propagation re-runs from there in both directions with the other prompted slices as
         prompts met on the way.
         """
         with self.model.lock:
             decision, stored, generation = self._decision(state)
             keys = sorted(k for k, p in prompts.items() if not p.empty)
             key = corrected_slice(decision.new_clicks) if decision.refined else keys[len(keys) // 2]
-            prob = self._propagate(image, prompts, c, key)  # (D, J, I)
+            fed = stored.low_res.get(key) if decision.refined and stored is not None else None
+            prob, low = self._propagate(image, prompts, c, key, fed)  # (D, J, I), (D, S/4, S/4)
+            low_res = {k: low[k][None, None].half() for k in range(low.shape[0])}  # any slice may be corrected next
             self.sessions.put(state["key"], Session(state["clicks"], state["roi"], state["options"], generation,
-                                                    key_slice=key))
+                                                    low_res, key_slice=key))
         vol = (prob >= threshold).transpose(2, 1, 0).astype(np.uint8)  # model rows are J
         probs = dict(enumerate(prob))
         return vol, probs, float(prob.mean()), self._session_json(decision, len(state["clicks"]), key)
 
-    def _propagate(self, image: LoadedImage, prompts: dict[int, SlicePrompt], c: int, key: int) -> np.ndarray:
-        """Prompted slices -> foreground probability (D, J, I) of one object, SAM2 memory propagation both ways.
+    def _propagate(self, image: LoadedImage, prompts: dict[int, SlicePrompt], c: int, key: int,
+                   fed: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
+        """Prompted slices -> foreground probability (D, J, I) of one object and its low-res logits (D, S/4, S/4).
 
-        `key` is the key slice (SAM2's conditioning frame, where both directions start); the other prompted slices
-        refine the prediction when propagation reaches them.
+        SAM2 memory propagation both ways. `key` is the key slice (SAM2's conditioning frame, where both directions
+        start); the other prompted slices refine the prediction when propagation reaches them. `fed`: low-res logits
+        of the previous answer on the key slice, fed back with its clicks.
         """
         keys = sorted(k for k, p in prompts.items() if not p.empty)
         obj = [
@@ -294,6 +299,7 @@ class SAM2InferTask(InferTask):
                 box=None if prompts[k].box is None else prompts[k].box.tolist(),
                 points=prompts[k].points.tolist() if len(prompts[k].points) else None,
                 point_labels=prompts[k].labels.tolist() if len(prompts[k].points) else None,
+                mask_logits=fed if k == key and len(prompts[k].points) else None,
             )
             for k in [key] + [k for k in keys if k != key]
         ]
@@ -303,8 +309,9 @@ class SAM2InferTask(InferTask):
         chunk = int(self.model.parser.get("chunk_size", 16) or 16)  # frames per encoder batch (bounds memory)
         with self.model.lock, torch.no_grad(), _autocast(self.model):
             net = self.model.network()
-            logits, _ = propagate_volume(net, volume.to(self.model.device), [obj], chunk_size=chunk, directions="both")
-        return torch.sigmoid(logits[0].float()).cpu().numpy()
+            logits, _, low = propagate_volume(net, volume.to(self.model.device), [obj], chunk_size=chunk,
+                                              directions="both", return_low_res=True)
+        return torch.sigmoid(logits[0].float()).cpu().numpy(), low[0].float().cpu()
 
 
 class SAM2AutoInferTask(SAM2InferTask):

@@ -57,8 +57,9 @@ class Session:
         roi: its ROI (see ``request_roi``).
         options: request options the answer depends on (e.g. 3D ``propagate``).
         generation: ``BundleModel.generation`` of the weights that answered (a reload invalidates the session).
-        low_res: {slice: SAM low-res mask logits (1, 1, S/4, S/4), CPU float32} of the slices predicted alone
-            (2D photos: slice -1); empty after 3D propagation.
+        low_res: {slice: SAM low-res mask logits (1, 1, S/4, S/4) on the CPU} of the last answer: float32 for
+            slices predicted alone (2D photos: slice -1), float16 for every slice of a 3D propagation (any of them
+            may be the next one corrected).
         key_slice: the key (conditioning) slice of the last 3D propagation, else None.
     """
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sam2tune.networks.propagator import ObjectPrompt, _point_inputs, _step, encode_frames, propagate_volume
+from sam2tune.networks.propagator import ObjectPrompt, encode_frames, propagate_volume
+from sam2tune.networks.track_step import grouped_step
 
 
 def relative_spread(x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +73,7 @@ def memory_identity(
     scale = (segmenter.image_size / w, segmenter.image_size / h)
     memory: dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     feats, pos = features.select(torch.zeros(n_obj, dtype=torch.long, device=device))
-    out = _step(sam, feats, pos, features.sizes, 0, True, _point_inputs(list(prompts), scale, device), None, memory, 2)
+    out = grouped_step(sam, feats, pos, features.sizes, 0, list(prompts), scale, memory, 2)
     memory["cond_frame_outputs"][0] = out
     mem = torch.cat([out["maskmem_features"].flatten(1), out["obj_ptr"].flatten(1)], 1)
     feats, pos = features.select(torch.ones(n_obj, dtype=torch.long, device=device))

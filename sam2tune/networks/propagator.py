@@ -13,13 +13,14 @@ network with one fine-tuning strategy serves 2D and 3D.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from sam2tune.networks.track_step import grouped_step
 
 NO_OBJECT_LOGIT = -1024.0  # what SAM2 writes into masks of absent objects (sam2_base.NO_OBJ_SCORE)
 
@@ -34,9 +35,13 @@ class ObjectPrompt:
         points: (P, 2) xy clicks, or None.
         point_labels: (P,) labels of `points`, 1 positive / 0 negative; all positive when omitted.
         mask: (H, W) binary mask prompt, or None (used alone: SAM2 then skips its decoder on that slice).
+        mask_logits: (h, w) SAM low-resolution mask logits (h = w = image_size / 4) of an earlier prediction on this
+            slice, fed back with the clicks as SAM's mask prompt (SAM2VideoPredictor's ``prev_sam_mask_logits``);
+            needs points, excludes ``mask``.
 
     Raises:
-        ValueError: when none of box, points and mask is given.
+        ValueError: when none of box, points and mask is given, or ``mask_logits`` comes without points or with
+            a mask.
     """
 
     slice: int
@@ -44,12 +49,16 @@ class ObjectPrompt:
     points: Sequence[Sequence[float]] | None = None  # (P, 2) xy
     point_labels: Sequence[int] | None = None  # (P,) 1 positive / 0 negative
     mask: np.ndarray | torch.Tensor | None = None  # (H, W) binary
+    mask_logits: torch.Tensor | None = None  # (h, w) low-res logits fed back
 
     def __post_init__(self) -> None:
         if self.box is None and self.points is None and self.mask is None:
             raise ValueError(f"Prompt on slice {self.slice} has no box, points or mask: give at least one.")
         if self.points is not None and self.point_labels is None:
             self.point_labels = [1] * len(self.points)
+        if self.mask_logits is not None and (self.points is None or self.mask is not None):
+            raise ValueError(f"Prompt on slice {self.slice}: fed-back mask_logits go with clicks (points) and "
+                             "without a mask prompt, as in SAM2's video predictor.")
 
 
 @dataclass
@@ -102,80 +111,6 @@ def encode_frames(segmenter, frames: torch.Tensor, chunk_size: int | None = None
     return FrameFeatures([torch.cat(level, 1) for level in zip(*feats, strict=True)], pos, sizes)
 
 
-def _point_inputs(prompts: list[ObjectPrompt | None], scale: tuple[float, float], device) -> dict | None:
-    """Per-object prompts (None = no prompt) -> SAM2 point_inputs in model pixels; boxes are points labelled 2/3."""
-    rows = []
-    for p in prompts:
-        coords, labels = [], []
-        if p is not None and p.box is not None:
-            x0, y0, x1, y1 = (float(v) for v in p.box)
-            coords += [[x0, y0], [x1, y1]]
-            labels += [2, 3]
-        if p is not None and p.points is not None:
-            coords += [[float(x), float(y)] for x, y in p.points]
-            labels += [int(v) for v in p.point_labels]
-        rows.append((coords, labels))
-    width = max(len(c) for c, _ in rows)
-    if width == 0:
-        return None
-    coords = torch.zeros(len(rows), width, 2)
-    labels = torch.full((len(rows), width), -1, dtype=torch.int32)  # -1 = padding ("not a point")
-    for i, (c, lab) in enumerate(rows):
-        if c:
-            coords[i, : len(c)] = torch.tensor(c)
-            labels[i, : len(lab)] = torch.tensor(lab, dtype=torch.int32)
-    coords = coords * torch.tensor(scale)
-    return {"point_coords": coords.to(device), "point_labels": labels.to(device)}
-
-
-def _mask_inputs(prompts: list[ObjectPrompt], image_size: int, device) -> torch.Tensor:
-    masks = torch.stack([torch.as_tensor(np.asarray(p.mask), dtype=torch.float32) for p in prompts])[:, None]
-    return (
-        (F.interpolate(masks, size=(image_size, image_size), mode="bilinear", align_corners=False) > 0.5)
-        .float()
-        .to(device)
-    )
-
-
-def _step(sam, feats, pos, sizes, step, is_init, point_inputs, mask_inputs, memory, num_frames) -> dict:
-    """One SAM2 tracking step for a batch of objects (SAM2Base.track_step, keeping object scores in training too)."""
-    out, sam_outputs, _, _ = sam._track_step(
-        step, is_init, feats, pos, sizes, point_inputs, mask_inputs, memory, num_frames, False, None
-    )
-    _, multi_high_res, ious, low_res, high_res, obj_ptr, obj_score = sam_outputs
-    out.update(pred_masks=low_res, pred_masks_high_res=high_res, obj_ptr=obj_ptr, object_score_logits=obj_score)
-    # SAM2 picks one of its 3 candidate masks by predicted IoU on tracking frames: training must supervise all
-    # candidates and the IoU head (as SAM2's own loss does), so keep them; single-mask steps repeat their one mask.
-    k = 3 if multi_high_res.shape[1] == 1 else 1
-    out.update(multi_masks_high_res=multi_high_res.repeat(1, k, 1, 1), ious=ious.float().repeat(1, k))
-    sam._encode_memory_in_output(feats, sizes, point_inputs, True, high_res, obj_score, out)
-    return out
-
-
-def _merge(outs: list[dict], groups: list[list[int]], n: int) -> dict:
-    """Outputs of object sub-batches -> one output in the original object order."""
-    order = torch.tensor([i for g in groups for i in g])
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(n)
-
-    def cat(values):
-        if isinstance(values[0], list):
-            return [cat([v[i] for v in values]) for i in range(len(values[0]))]
-        return torch.cat(values, 0)[inverse.to(values[0].device)]
-
-    keys = (
-        "pred_masks",
-        "pred_masks_high_res",
-        "obj_ptr",
-        "object_score_logits",
-        "maskmem_features",
-        "maskmem_pos_enc",
-        "multi_masks_high_res",
-        "ious",
-    )
-    return {k: cat([o[k] for o in outs]) for k in keys}
-
-
 def track_objects(
     segmenter,
     features: FrameFeatures,
@@ -186,6 +121,7 @@ def track_objects(
     keep_steps: int | None = None,
     high_res: bool = False,
     candidates: bool = False,
+    return_low_res: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     """Track O objects over S steps with SAM2's memory, all objects batched in one track step per step.
 
@@ -194,17 +130,22 @@ def track_objects(
         features: the encoded frames (``encode_frames``).
         frame_table: (O, S) long: the frame (index into `features`) object o sees at step s; -1 once past the volume
             end (that object then re-uses a valid frame and its outputs are to be ignored).
-        init_prompts: one prompt per object for step 0 (mask prompts and box/point prompts may be mixed).
-        step_prompts: {step: per-object prompt or None}: extra (correction) prompts met on the way (box / points).
+        init_prompts: one prompt per object for step 0 (mask prompts, box / point prompts and clicks with fed-back
+            ``mask_logits`` may be mixed).
+        step_prompts: {step: per-object prompt or None}: extra (correction) prompts met on the way (box / points,
+            with or without fed-back ``mask_logits``).
         input_hw: (H, W) of the input slices the prompts' pixel coordinates refer to; None = the model size.
         keep_steps: drop memory older than this many steps (inference); None keeps all (training needs it for
             backward).
         high_res: return masks at model resolution instead of SAM2's low-res logits (image_size / 4).
         candidates: also return SAM2's 3 candidate masks at model resolution and their predicted IoUs (for the loss).
+        return_low_res: also return SAM2's low-res logits (O, S, S_model / 4, S_model / 4), last (what a correction
+            feeds back as ``ObjectPrompt.mask_logits``).
 
     Returns:
         (mask logits (O, S, h, w), object-score logits (O, S)); with ``candidates=True`` also candidate masks
-        (O, S, 3, S_model, S_model) and their predicted IoUs (O, S, 3).
+        (O, S, 3, S_model, S_model) and their predicted IoUs (O, S, 3); with ``return_low_res`` then the low-res
+        logits.
     """
     sam = segmenter.sam
     n_obj, n_steps = frame_table.shape
@@ -212,46 +153,33 @@ def track_objects(
     h, w = input_hw or (segmenter.image_size, segmenter.image_size)
     scale = (segmenter.image_size / w, segmenter.image_size / h)
     memory: dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
-    masks, scores, multi, ious = [], [], [], []
+    masks, scores, multi, ious, lows = [], [], [], [], []
     for s in range(n_steps):
         idx = frame_table[:, s]
         idx = torch.where(idx >= 0, idx, frame_table[:, 0]).to(device)  # finished objects idle on a valid frame
         feats, pos = features.select(idx)
         if s == 0:
-            groups = [
-                [i for i, p in enumerate(init_prompts) if p.mask is not None],
-                [i for i, p in enumerate(init_prompts) if p.mask is None],
-            ]
-            groups = [g for g in groups if g]
-            outs = []
-            for g in groups:
-                gi = torch.tensor(g, device=device)
-                sub_feats, sub_pos = [f.index_select(1, gi) for f in feats], [p[:, : len(g)] for p in pos]
-                prompts = [init_prompts[i] for i in g]
-                if prompts[0].mask is not None:
-                    points, masks_in = None, _mask_inputs(prompts, sam.image_size, device)
-                else:
-                    points, masks_in = _point_inputs(prompts, scale, device), None
-                outs.append(_step(sam, sub_feats, sub_pos, features.sizes, 0, True, points, masks_in, memory, n_steps))
-            out = outs[0] if len(outs) == 1 else _merge(outs, groups, n_obj)
+            out = grouped_step(sam, feats, pos, features.sizes, 0, list(init_prompts), scale, memory, n_steps)
             memory["cond_frame_outputs"][0] = out
         else:
-            extra = (step_prompts or {}).get(s)
-            points = _point_inputs(extra, scale, device) if extra and any(p is not None for p in extra) else None
-            out = _step(sam, feats, pos, features.sizes, s, False, points, None, memory, n_steps)
+            extra = (step_prompts or {}).get(s) or [None] * n_obj
+            out = grouped_step(sam, feats, pos, features.sizes, s, list(extra), scale, memory, n_steps)
             memory["non_cond_frame_outputs"][s] = out
             if keep_steps is not None:
                 memory["non_cond_frame_outputs"].pop(s - keep_steps, None)
         masks.append(out["pred_masks_high_res" if high_res else "pred_masks"][:, 0])
         scores.append(out["object_score_logits"][:, 0])
+        if return_low_res:
+            lows.append(out["pred_masks"][:, 0])
         if candidates:
             multi.append(out["multi_masks_high_res"])
             ious.append(out["ious"])
         for key in ("multi_masks_high_res", "ious") + (("pred_masks_high_res",) if keep_steps is not None else ()):
             out.pop(key, None)  # memory attention only needs the memory features and pointers
+    result = (torch.stack(masks, 1), torch.stack(scores, 1))
     if candidates:
-        return torch.stack(masks, 1), torch.stack(scores, 1), torch.stack(multi, 1), torch.stack(ious, 1)
-    return torch.stack(masks, 1), torch.stack(scores, 1)
+        result += (torch.stack(multi, 1), torch.stack(ious, 1))
+    return result + (torch.stack(lows, 1),) if return_low_res else result
 
 
 def _memory_horizon(sam) -> int:
@@ -265,7 +193,8 @@ def propagate_volume(
     prompts: Sequence[Sequence[ObjectPrompt]],
     chunk_size: int = 16,
     directions: str = "both",
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_low_res: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Segment every object through a volume: prompts on key slices, propagated by SAM2's memory.
 
     Each object's first prompt is its key slice; propagation runs forward to the last slice and backward to the
@@ -278,9 +207,12 @@ def propagate_volume(
         prompts: per object, a non-empty list of ObjectPrompt (slice coordinates in input pixels).
         chunk_size: slices per encoder pass and per upsampling pass.
         directions: "both" or "forward".
+        return_low_res: also return SAM2's low-res logits (O, D, S_model / 4, S_model / 4), -1024 where never
+            reached: what a correction on a slice feeds back (``ObjectPrompt.mask_logits``).
 
     Returns:
-        (logits (O, D, H, W) at input resolution, object-score logits (O, D)).
+        (logits (O, D, H, W) at input resolution, object-score logits (O, D)), plus the low-res logits with
+        ``return_low_res``.
 
     Raises:
         ValueError: for a volume that is not 4D or is empty, an unknown `directions`, an object without prompts,
@@ -332,7 +264,7 @@ def propagate_volume(
         ],
         1,
     )
-    return logits, scores
+    return (logits, scores, low) if return_low_res else (logits, scores)
 
 
 def logits_to_labels(logits: torch.Tensor, object_ids: Sequence[int], threshold: float = 0.0) -> torch.Tensor:
@@ -351,70 +283,11 @@ def logits_to_labels(logits: torch.Tensor, object_ids: Sequence[int], threshold:
     return torch.where(best > threshold, ids[arg], torch.zeros_like(arg))
 
 
-def time_propagation(
-    segmenter,
-    depth: int = 100,
-    size: int = 512,
-    num_objects: int = 13,
-    device: str = "cuda",
-    amp: bool = True,
-    repeats: int = 3,
-) -> dict:
-    """Time ``propagate_volume`` on a random volume (encoder included), for the speed benchmark.
-
-    The volume is (depth, 1, size, size) with `num_objects` boxes on the middle slice, propagated both directions
-    under inference mode (bf16 autocast on CUDA when `amp`); one warm-up run is not timed.
-
-    Args:
-        segmenter: a 1-channel ``SAM2Segmenter`` (moved to `device` and set to eval mode).
-        depth: slices of the volume.
-        size: slice height and width.
-        num_objects: box-prompted objects.
-        device: where to run.
-        amp: bf16 autocast (CUDA only).
-        repeats: timed runs.
-
-    Returns:
-        {"seconds": median, "all": per-run seconds, "depth", "size", "num_objects", "image_size", "variant",
-        "device", "amp"}.
-    """
-    segmenter = segmenter.to(device).eval()
-    volume = torch.rand(depth, 1, size, size, device=device)
-    prompts = [
-        [ObjectPrompt(depth // 2, box=[size * 0.3 + i, size * 0.3, size * 0.6 + i, size * 0.6])]
-        for i in range(num_objects)
-    ]
-    times = []
-    use_amp = amp and str(device).startswith("cuda")
-    for _ in range(repeats + 1):  # the first run warms up kernels and allocators
-        if str(device).startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            propagate_volume(segmenter, volume, prompts)
-        if str(device).startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    times = times[1:]
-    return {
-        "seconds": float(np.median(times)),
-        "all": times,
-        "depth": depth,
-        "size": size,
-        "num_objects": num_objects,
-        "image_size": segmenter.image_size,
-        "variant": getattr(segmenter, "variant", "?"),
-        "device": str(device),
-        "amp": use_amp,
-    }
-
-
 __all__ = [
     "FrameFeatures",
     "ObjectPrompt",
     "encode_frames",
     "logits_to_labels",
     "propagate_volume",
-    "time_propagation",
     "track_objects",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from sam2tune.networks.propagator import ObjectPrompt
 from sam2tune.prompts.simulate import RngLike, mask_to_box, sample_points
@@ -45,7 +46,7 @@ def object_prompt(
 
 
 def add_click(prompt: ObjectPrompt | None, k: int, xy: np.ndarray, label: float,
-              keep_mask: bool = True) -> ObjectPrompt:
+              keep_mask: bool = True, mask_logits: torch.Tensor | None = None) -> ObjectPrompt:
     """A slice's prompt (or None) + one corrective click -> the prompt with the click after its earlier clicks.
 
     Args:
@@ -55,18 +56,22 @@ def add_click(prompt: ObjectPrompt | None, k: int, xy: np.ndarray, label: float,
         label: 1 = positive click, 0 = negative click.
         keep_mask: keep the prompt's mask (SAM2 then conditions on the mask and ignores the points); False drops it
             so the clicks take effect.
+        mask_logits: (h, w) low-res logits of the current prediction on slice ``k``, fed back with the clicks as
+            SAM's mask prompt (SAM2's video predictor does this on every click); the mask is then dropped.
 
     Returns:
-        A new ObjectPrompt on slice ``k``: the earlier box (and mask when kept), earlier clicks, then the new click.
+        A new ObjectPrompt on slice ``k``: the earlier box (and mask when kept), earlier clicks, then the new click
+        (and the fed-back logits).
     """
     points = [list(map(float, p)) for p in (prompt.points or [])] if prompt is not None else []
     labels = [int(v) for v in (prompt.point_labels or [])] if prompt is not None else []
-    mask = prompt.mask if prompt is not None and keep_mask else None
+    mask = prompt.mask if prompt is not None and keep_mask and mask_logits is None else None
     return ObjectPrompt(k, box=None if prompt is None else prompt.box, points=points + [[float(xy[0]), float(xy[1])]],
-                        point_labels=labels + [int(label)], mask=mask)
+                        point_labels=labels + [int(label)], mask=mask, mask_logits=mask_logits)
 
 
-def click_as_key(prompts: list[ObjectPrompt], k: int, xy: np.ndarray, label: float) -> list[ObjectPrompt]:
+def click_as_key(prompts: list[ObjectPrompt], k: int, xy: np.ndarray, label: float,
+                 mask_logits: torch.Tensor | None = None) -> list[ObjectPrompt]:
     """An object's prompts + a corrective click on slice ``k`` -> prompts whose first one (the key) is slice ``k``.
 
     The 3D click protocol re-propagates from the corrected slice: SAM2 conditions on the first prompt of the list.
@@ -76,13 +81,15 @@ def click_as_key(prompts: list[ObjectPrompt], k: int, xy: np.ndarray, label: flo
         k: the corrected slice.
         xy: the click (x, y) = (column, row).
         label: 1 = positive click, 0 = negative click.
+        mask_logits: (h, w) low-res logits of the current prediction on slice ``k``, fed back (``add_click``).
 
     Returns:
         A new list: slice ``k``'s prompt with the click added (``add_click``, mask dropped so the clicks count),
         then the object's prompts on other slices in their order.
     """
     old = next((p for p in prompts if int(p.slice) == k), None)
-    return [add_click(old, k, xy, label, keep_mask=False)] + [p for p in prompts if int(p.slice) != k]
+    return [add_click(old, k, xy, label, keep_mask=False, mask_logits=mask_logits)] + [
+        p for p in prompts if int(p.slice) != k]
 
 
 __all__ = ["PROMPT_MODES", "add_click", "click_as_key", "object_prompt"]

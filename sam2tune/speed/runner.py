@@ -76,7 +76,7 @@ def _compile_enabled(setting: str, device: torch.device) -> tuple[bool, str]:
 def propagation_row(settings: BenchmarkSettings, device: torch.device) -> dict:
     """Seconds to propagate a (depth, 1, size, size) volume, N boxed objects, both directions (encoder included)."""
     from sam2tune.networks import SAM2Segmenter
-    from sam2tune.networks.propagator import time_propagation
+    from sam2tune.speed.propagation import time_propagation
 
     net = SAM2Segmenter(settings.variant, settings.image_size, pretrained_checkpoint=None, in_channels=1)
     out = time_propagation(net, depth=settings.volume_depth, size=settings.volume_size,

@@ -75,3 +75,37 @@ def test_window_training_rounds_add_clicks_on_the_worst_slice_and_share_one_enco
     with pytest.raises(ValueError, match="pass_label"):
         SliceWindowInferer(correction_rounds=1)(frames, net, kwargs["frame_table"], kwargs["init_prompts"],
                                                 kwargs["step_prompts"])
+
+
+def test_protocol_and_training_feed_the_previous_logits_back_on_the_corrected_slice(monkeypatch):
+    import sam2tune.engines.volume_clicks as clicks_mod
+    import sam2tune.engines.volume_inferers as inferers_mod
+
+    torch.manual_seed(0)
+    net = SAM2Segmenter("tiny", 64, in_channels=1).eval()
+    label = torch.zeros(1, 1, 6, 32, 32)
+    label[0, 0, 1:5, 4:14, 4:16] = 1
+    image = torch.rand(1, 1, 6, 32, 32)
+    seen, real = [], clicks_mod.propagate_volume
+
+    def spy(*args, **kwargs):
+        seen.append([list(p) for p in args[2]])
+        out = real(*args, **kwargs)
+        seen[-1].append(out[2])
+        return out
+
+    monkeypatch.setattr(clicks_mod, "propagate_volume", spy)
+    _, _, _, kwargs = VolumePromptPrepareBatch(pass_label=True)({"image": image, "label": label})
+    VolumeClickProtocolInferer(num_classes=2, chunk_size=8, max_clicks=2)(image, net, **kwargs)
+    assert len(seen) == 3 and seen[0][0][0].mask_logits is None
+    for before, after in zip(seen[:-1], seen[1:], strict=True):
+        key = after[0][0]  # the corrected slice leads, with the logits the previous round gave there
+        assert key.mask_logits is not None and torch.equal(key.mask_logits, before[-1][0, key.slice])
+
+    fed, real_add = [], inferers_mod.add_click
+    monkeypatch.setattr(inferers_mod, "add_click", lambda *a, **k: fed.append(k["mask_logits"]) or real_add(*a, **k))
+    frames, _, _, kw = SliceWindowPrepareBatch(box_jitter=0.0, pass_label=True)(
+        {"image": image[:, :, 1:5], "label": label[:, :, 1:5]})
+    out = SliceWindowInferer(correction_rounds=2)(frames, net.train(), **kw)
+    assert len(fed) == 2 and all(f is not None and f.shape == (16, 16) for f in fed)
+    assert out["rounds"][0]["low_res"].shape == (1, 4, 16, 16) and fed[0].requires_grad  # not detached

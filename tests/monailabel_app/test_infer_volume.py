@@ -51,11 +51,16 @@ def _read(path: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(img.dataobj), img.affine
 
 
+def _low(logits: torch.Tensor) -> torch.Tensor:
+    """What a fake propagation returns as SAM2's low-res logits (the model is 64 px: 16 x 16), slice k filled with k."""
+    return torch.arange(logits.shape[1], dtype=torch.float32)[None, :, None, None].expand(1, -1, 16, 16).clone()
+
+
 def test_clicks_and_roi_go_through_memory_propagation_both_ways(task, ct, monkeypatch):
     calls = []
 
-    def spy(net, volume, prompts, chunk_size=16, directions="both"):
-        out = real(net, volume, prompts, chunk_size, directions)
+    def spy(net, volume, prompts, chunk_size=16, directions="both", return_low_res=False):
+        out = real(net, volume, prompts, chunk_size, directions, return_low_res)
         calls.append({"volume": volume.clone(), "prompts": prompts, "directions": directions, "out": out})
         return out
 
@@ -75,7 +80,8 @@ def test_clicks_and_roi_go_through_memory_propagation_both_ways(task, ct, monkey
     assert [p.slice for p in obj] == [5, 2]
     assert obj[0].points == [[15.0, 12.0], [2.0, 3.0]] and obj[0].point_labels == [1, 0] and obj[0].box is None
     assert obj[1].box == [10.0, 8.0, 25.0, 18.0] and obj[1].points is None
-    logits, scores = call["out"]
+    logits, scores, low = call["out"]
+    assert low.shape == (1, NK, 16, 16)  # SAM2 low-res logits, kept by the session for the next correction
     assert logits.shape == (1, NK, NJ, NI)
     # the propagator reached slices above and below the key slice
     assert bool((scores[0, :5] > NO_OBJECT_LOGIT).all()) and bool((scores[0, 6:] > NO_OBJECT_LOGIT).all())
@@ -91,7 +97,7 @@ def test_clicks_and_roi_go_through_memory_propagation_both_ways(task, ct, monkey
 def test_known_logits_fill_non_prompted_slices_in_ijk(task, ct, monkeypatch):
     seen = {}
 
-    def fake(net, volume, prompts, chunk_size=16, directions="both"):
+    def fake(net, volume, prompts, chunk_size=16, directions="both", return_low_res=False):
         # the model lock must be held while the shared network runs: another thread cannot take it
         def try_lock():
             seen["free"] = task.model.lock.acquire(blocking=False)
@@ -105,7 +111,7 @@ def test_known_logits_fill_non_prompted_slices_in_ijk(task, ct, monkeypatch):
         logits = torch.full((1, volume.shape[0], *volume.shape[-2:]), -8.0)
         logits[0, :9, 4:20, 30:36] = 8.0  # rows = J 4..19, cols = I 30..35, on every slice but the last
         logits[0, 9] = NO_OBJECT_LOGIT  # e.g. the object ends before the last slice
-        return logits, torch.zeros(1, volume.shape[0])
+        return logits, torch.zeros(1, volume.shape[0]), _low(logits)
 
     monkeypatch.setattr(infer_mod, "propagate_volume", fake)
     path, result = task({"image": ct, "foreground": [[32, 10, 4]]})
@@ -144,10 +150,10 @@ def test_requested_organ_is_written_with_its_label_value(task, ct, monkeypatch):
 
     assert task.labels["spleen"] == 1 and task.labels["liver"] == 6 and len(task.labels) == 13  # from channel_def
 
-    def fake(net, volume, prompts, chunk_size=16, directions="both"):
+    def fake(net, volume, prompts, chunk_size=16, directions="both", return_low_res=False):
         logits = torch.full((1, volume.shape[0], *volume.shape[-2:]), -8.0)
         logits[0, :, 4:20, 30:36] = 8.0
-        return logits, torch.zeros(1, volume.shape[0])
+        return logits, torch.zeros(1, volume.shape[0]), _low(logits)
 
     monkeypatch.setattr(infer_mod, "propagate_volume", fake)
     path, result = task({"image": ct, "foreground": [[32, 10, 4]], "label": "liver"})
@@ -162,23 +168,28 @@ def test_correction_on_a_slice_becomes_the_key_and_repropagates(task, ct, monkey
     """A session's new click on slice k makes k the key slice; the other prompted slices follow as prompts."""
     calls = []
 
-    def fake(net, volume, prompts, chunk_size=16, directions="both"):
-        calls.append((directions, [(p.slice, p.points, p.point_labels, p.box) for p in prompts[0]]))
+    def fake(net, volume, prompts, chunk_size=16, directions="both", return_low_res=False):
+        calls.append((directions, [(p.slice, p.points, p.point_labels, p.box) for p in prompts[0]],
+                      [p.mask_logits for p in prompts[0]]))
         logits = torch.full((1, volume.shape[0], *volume.shape[-2:]), -8.0)
         logits[0, :, 8:18, 10:25] = 8.0
         logits[0, 7, 20:26, 30:36] = 0.2  # slice 7 holds the only uncertain pixels (J 20..25, I 30..35)
-        return logits, torch.zeros(1, volume.shape[0])
+        return logits, torch.zeros(1, volume.shape[0]), _low(logits)
 
     monkeypatch.setattr(infer_mod, "propagate_volume", fake)
     first = {"foreground": [[15, 12, 2], [16, 12, 8]], "label": "spleen", "reset": True}
     _, r1 = task({**first, "image": ct})
     assert r1["session"] == {"refined": False, "reason": "reset", "clicks": 2, "new_clicks": 0, "key_slice": 8}
     assert calls[-1][1][0][0] == 8  # fresh: the middle of the prompted slices [2, 8]
+    assert all(m is None for m in calls[-1][2])  # nothing to feed back yet
     second = {"image": ct, "foreground": [[15, 12, 2], [16, 12, 8]], "background": [[33, 22, 5]], "label": "spleen"}
     _, r2 = task(second)
     assert r2["session"] == {"refined": True, "reason": "extended", "clicks": 3, "new_clicks": 1, "key_slice": 5}
-    directions, objs = calls[-1]
+    directions, objs, fed = calls[-1]
     assert directions == "both" and [o[0] for o in objs] == [5, 2, 8]  # the corrected slice leads, the others follow
+    # the previous answer's low-res logits on the corrected slice go back as SAM's mask prompt; only there
+    assert fed[0] is not None and tuple(fed[0].shape[-2:]) == (16, 16) and bool((fed[0].float() == 5).all())
+    assert fed[1] is None and fed[2] is None
     assert objs[0][1] == [[33.0, 22.0]] and objs[0][2] == [0]
     assert objs[1][1] == [[15.0, 12.0]] and objs[2][1] == [[16.0, 12.0]]
     # suggested click: on the slice with the uncertain pixels, in IJK, flipping the prediction there

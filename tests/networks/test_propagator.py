@@ -95,3 +95,34 @@ def test_training_loss_supervises_every_candidate_and_the_iou_head():
     loss.backward()
     head = net.sam.sam_mask_decoder.iou_prediction_head
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+
+
+def test_fed_back_logits_change_the_answer_and_mixed_kinds_match_separate_runs(net):
+    """Clicks + the previous low-res logits (SAM2VideoPredictor's prev_sam_mask_logits) differ from clicks alone,
+    and a batch mixing prompt kinds, on the key slice and on later steps, gives each object what it gets alone."""
+    torch.manual_seed(1)
+    vol = torch.rand(6, 1, 32, 32)
+    with torch.no_grad():
+        _, _, low = propagate_volume(net, vol, [[ObjectPrompt(3, points=[[16, 16]])]], return_low_res=True)
+        assert low.shape == (1, 6, 16, 16) and bool((low > -1024).all())
+        clicks = {"points": [[16, 16], [5, 5]], "point_labels": [1, 0]}
+        fed = ObjectPrompt(3, **clicks, mask_logits=low[0, 3] + 4.0)
+        plain = ObjectPrompt(3, **clicks)
+        box = ObjectPrompt(1, box=[4, 4, 20, 20])
+        alone = [propagate_volume(net, vol, [[p]])[0][0] for p in (fed, plain, box)]
+        assert float((alone[0] - alone[1]).abs().max()) > 1e-3  # the fed-back mask changes the answer
+        mixed, _ = propagate_volume(net, vol, [[fed], [plain], [box]])
+        for o in range(3):
+            torch.testing.assert_close(mixed[o], alone[o], atol=2e-3, rtol=1e-3)
+        # later steps: one object's correction carries fed-back logits, the other's does not
+        frames = torch.rand(3, 1, 64, 64)
+        feats = encode_frames(net, frames)
+        table = torch.tensor([[0, 1, 2], [0, 1, 2]])
+        init = [ObjectPrompt(0, box=[8, 8, 30, 30]), ObjectPrompt(0, box=[20, 20, 50, 50])]
+        step = [ObjectPrompt(2, points=[[12, 12]], mask_logits=torch.randn(16, 16)), ObjectPrompt(2, points=[[30, 30]])]
+        both, _ = track_objects(net, feats, table, init, {2: step})
+        for o in range(2):
+            one, _ = track_objects(net, feats, table[o : o + 1], [init[o]], {2: [step[o]]})
+            torch.testing.assert_close(both[o], one[0], atol=2e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match="mask_logits go with clicks"):
+        ObjectPrompt(2, box=[1, 1, 5, 5], mask_logits=torch.zeros(16, 16))
