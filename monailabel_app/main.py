@@ -15,7 +15,15 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
-from sam2tune.monailabel.app import guard_endpoints, guard_infer_request, track_infer_uploads, train_request
+from sam2tune.monailabel.app import (
+    guard_endpoints,
+    guard_infer_request,
+    on_label_saved,
+    quick_updaters,
+    served_info,
+    track_infer_uploads,
+    train_request,
+)
 from sam2tune.monailabel.datastore import VersionedLocalDatastore
 from sam2tune.monailabel.dicomweb import dicomweb_datastore
 from sam2tune.monailabel.settings import AppSettings
@@ -37,6 +45,8 @@ class SAM2TuneApp(MONAILabelApp):
         logger.info("sam2tune bundles served: %s", list(self.bundles))
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="sam2tune",
                          description="SAM2 fine-tuning bundles: interactive segmentation, active learning, training")
+        self.served_models = {name: c.train_task.model for name, c in self.bundles.items()}
+        self.updaters = quick_updaters(self.served_models, self.datastore, self.settings)  # --conf auto_update
 
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")):
@@ -70,3 +80,11 @@ class SAM2TuneApp(MONAILabelApp):
     def train(self, request):
         # runs in MONAI Label's training process (or in the request with run_sync): checked again there
         return super().train(train_request(request, self._trainers))
+
+    def on_save_label(self, image_id, label_id):
+        return on_label_saved(self.updaters, self.datastore(), image_id, label_id)
+
+    def info(self):
+        info = super().info()
+        info["sam2tune"] = served_info(self.served_models, self.updaters)
+        return info

@@ -13,8 +13,10 @@ from monailabel.interfaces.datastore import Datastore
 
 from sam2tune.monailabel.datastore import check_image_id
 from sam2tune.monailabel.errors import bad_request, not_found
+from sam2tune.monailabel.images import is_photo
 from sam2tune.monailabel.infer import SAM2AutoInferTask, SAM2InferTask
 from sam2tune.monailabel.model import BundleModel
+from sam2tune.monailabel.quick_update import QuickUpdater
 from sam2tune.monailabel.settings import AppSettings
 from sam2tune.monailabel.train import SAM2BundleTrainTask, check_train_request
 from sam2tune.monailabel.validation import INFER_SPECS, InputError, check_mapping
@@ -54,6 +56,77 @@ def bundle_tasks(name: str, settings: AppSettings) -> tuple[dict, SAM2BundleTrai
     if model.has_learned_prompt:
         infers[f"{name}_auto"] = SAM2AutoInferTask(model, labels, dim, settings.threshold)
     return infers, SAM2BundleTrainTask(model, labels, dim), BundleModel(name, settings, dropout=settings.dropout)
+
+
+def final_labels(datastore: Datastore) -> list[tuple[str, str, str]]:
+    """(image id, image file, final label file) of every image with a final label, oldest label first.
+
+    Args:
+        datastore: the app's datastore (local or DICOMweb: both keep labels as local files).
+
+    Returns:
+        The labelled images, sorted by the modification time of their label file.
+    """
+    out = []
+    for image_id in datastore.get_labeled_images(label_tag="final"):
+        label_id = datastore.get_label_by_image_id(image_id, "final")
+        label = datastore.get_label_uri(label_id, "final") if label_id else ""
+        image = datastore.get_image_uri(image_id)
+        if label and image and os.path.isfile(label):
+            out.append((os.path.getmtime(label), image_id, image, label))
+    return [o[1:] for o in sorted(out)]
+
+
+def quick_updaters(models: dict[str, BundleModel], datastore: Callable[[], Datastore],
+                   settings: AppSettings) -> dict[str, QuickUpdater]:
+    """One QuickUpdater per served bundle model when ``--conf auto_update true``, else none.
+
+    Args:
+        models: {bundle name: its served BundleModel}.
+        datastore: returns the app's datastore (read when an update starts).
+        settings: the app settings (update_steps, update_replay, update_learning_rate).
+
+    Returns:
+        {bundle name: updater}; empty when auto_update is off.
+    """
+    if not settings.auto_update:
+        return {}
+    return {name: QuickUpdater(model, lambda: final_labels(datastore()), settings.update_steps,
+                               settings.update_replay, settings.update_learning_rate)
+            for name, model in models.items()}
+
+
+def on_label_saved(updaters: dict[str, QuickUpdater], datastore: Datastore, image_id: str, label_id: str) -> dict:
+    """After PUT /datastore/label: queue quick updates when the saved label is the image's final one.
+
+    A photo updates the 2D bundles, a volume the 3D ones.
+
+    Args:
+        updaters: ``quick_updaters`` of the app.
+        datastore: the app's datastore.
+        image_id: the image the label was saved for.
+        label_id: the saved label.
+
+    Returns:
+        What the PUT answer gets: {"quick_update": {bundle: request number}} or {} (auto_update off, not final).
+    """
+    if not updaters or datastore.get_label_by_image_id(image_id, "final") != label_id:
+        return {}
+    photo = is_photo(datastore.get_image_uri(image_id))
+    queued = {name: u.submit(image_id) for name, u in updaters.items() if (u.model.dimension == 2) == photo}
+    return {"quick_update": queued} if queued else {}
+
+
+def served_info(models: dict[str, BundleModel], updaters: dict[str, QuickUpdater]) -> dict:
+    """What GET /info/ adds under "sam2tune": per bundle, the served weights and the quick-update state."""
+    out = {}
+    for name, model in models.items():
+        entry = {"weights": dict(model.served), "weights_version": model.weights_version(),
+                 "embeddings": model.embedding_stats()}
+        if name in updaters:
+            entry["quick_update"] = updaters[name].status()
+        out[name] = entry
+    return out
 
 
 _UPLOADS: dict[str, float] = {}  # temp file names POST /infer handed out for uploads -> when (time.monotonic())

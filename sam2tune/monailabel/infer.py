@@ -40,7 +40,8 @@ def _autocast(model: BundleModel) -> torch.autocast:
 
 def predict_slice(model: BundleModel, x: np.ndarray, prompt: SlicePrompt | None,
                   mask_prompt: torch.Tensor | None = None,
-                  return_low_res: bool = False) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
+                  return_low_res: bool = False,
+                  cache_key: tuple | None = None) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
     """Input (C, H, W) in [0, 1] + prompt (model pixels) -> foreground probability (H, W) float32.
 
     Args:
@@ -49,6 +50,8 @@ def predict_slice(model: BundleModel, x: np.ndarray, prompt: SlicePrompt | None,
         prompt: clicks and box in its pixels (None: the learned prompt token).
         mask_prompt: SAM low-res mask logits (1, 1, S/4, S/4) of the previous answer, fed back as SAM's mask prompt.
         return_low_res: also return this answer's low-res logits (1, 1, S/4, S/4), CPU float32.
+        cache_key: (image file, modification time, slice): the image embedding comes from the model's cache
+            (``BundleModel.features``) when that slice was encoded by the served encoder; None encodes it afresh.
 
     Returns:
         The probability map, or (probability map, low-res logits) with `return_low_res`.
@@ -67,7 +70,8 @@ def predict_slice(model: BundleModel, x: np.ndarray, prompt: SlicePrompt | None,
         if mask_prompt is not None:
             dev["mask_prompt"] = mask_prompt.to(model.device)
         # encode + decode is what SAM2Segmenter.forward does; decode's low-res logits are what a session keeps
-        low_res, _ = net.decode(net.encode(img.to(model.device)), scale=(net.image_size / w, net.image_size / h), **dev)
+        feats = net.encode(img.to(model.device)) if cache_key is None else model.features(x, cache_key)
+        low_res, _ = net.decode(feats, scale=(net.image_size / w, net.image_size / h), **dev)
         low_res = low_res[:, :1].float()
         logits = F.interpolate(low_res, size=(h, w), mode="bilinear", align_corners=False)
     prob = torch.sigmoid(logits[0, 0]).cpu().numpy()
@@ -201,6 +205,7 @@ class SAM2InferTask(InferTask):
             "label_names": dict(self.labels),
             "model": self.model.name,
             "weights_version": self.model.weights_version(),
+            "weights": dict(self.model.served),
             "foreground_voxels": int(mask.sum()),
             "mean_probability": mean_prob,
             "suggested_click": suggestion,
@@ -246,12 +251,14 @@ class SAM2InferTask(InferTask):
         vol = np.zeros(image.array.shape, np.uint8) if image.is_volume else None
         ks = [-1] if not image.is_volume else (range(image.array.shape[2]) if self.automatic else sorted(prompts))
         probs, low_res = {}, {}
+        mtime = os.path.getmtime(image.path)
         with self.model.lock:
             decision, stored, generation = self._decision(state)
             for k in ks:
                 x = image.array if k < 0 else slice_input(image, k, c)
                 fed = stored.low_res.get(k) if decision.refined and stored is not None else None
-                prob, low_res[k] = predict_slice(self.model, x, prompts.get(k), mask_prompt=fed, return_low_res=True)
+                prob, low_res[k] = predict_slice(self.model, x, prompts.get(k), mask_prompt=fed, return_low_res=True,
+                                                 cache_key=(image.path, mtime, k))
                 probs[k] = prob
                 if vol is not None:
                     vol[:, :, k] = (prob >= threshold).T  # model rows are J

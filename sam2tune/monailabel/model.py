@@ -6,7 +6,10 @@ import json
 import logging
 import os
 import threading
+import time
+from collections import OrderedDict
 
+import numpy as np
 import torch
 from fastapi import HTTPException
 from monai.bundle import ConfigParser
@@ -74,10 +77,16 @@ def data_dimension(meta: dict, source: str = "metadata.json") -> int:
 class BundleModel:
     """Lazily built SAM2Segmenter of bundle `name`; `network()` reloads <model_dir>/<name>/model.pt when it changes.
 
+    It also keeps the image embeddings of the images it served (``features``): computed once per (image file,
+    slice, encoder weights, preprocessing), reused by interactive infer and quick updates, dropped when other
+    encoder weights are loaded.
+
     Args:
         name: bundle name (a folder under bundles/).
         settings: app settings (size overrides, model_dir, base checkpoint, device).
         dropout: MC-dropout probability given to the bundle's `network_def` (0 for plain inference).
+
+    Image embeddings kept: ``settings.embedding_cache`` (least recently used dropped first; 0 keeps none).
     """
 
     def __init__(self, name: str, settings: AppSettings, dropout: float = 0.0) -> None:
@@ -102,7 +111,11 @@ class BundleModel:
         self._lock = threading.RLock()
         self._net: torch.nn.Module | None = None
         self._loaded_mtime: float | None = None
-        self._generation = 0  # +1 each time other weights are put in service (build, hot reload)
+        self._generation = 0  # +1 each time other weights are put in service (build, hot reload, quick update)
+        self._embeddings: OrderedDict = OrderedDict()
+        self.embedding_capacity = int(settings.embedding_cache)
+        self.embedding_hits = self.embedding_misses = 0
+        self.served: dict = {"source": "not built yet"}  # what the served weights are, for /info/ and infer answers
 
     @property
     def has_learned_prompt(self) -> bool:
@@ -146,13 +159,80 @@ class BundleModel:
             if self._net is None:
                 self._net = self._checked(self._build)
                 self._generation += 1
+                self._loaded(version)
             elif version is not None and version != self._loaded_mtime:
                 # model.pt is written atomically by ModelExport, so a changed mtime means a complete new file.
                 self._checked(self._reload)
                 self._loaded_mtime = version
                 self._generation += 1
+                self._loaded(version)
                 logger.info("Hot-reloaded %s from %s (all keys matched)", self.name, self.model_path)
             return self._net
+
+    def _loaded(self, version: float | None) -> None:
+        """Weights came from disk (or the base checkpoint): the encoder may differ, so cached embeddings go."""
+        self._embeddings.clear()
+        source = "model.pt" if version is not None else (self.settings.pretrained_checkpoint or "random init")
+        self.served = {"source": source, "generation": self._generation, "weights_version": version}
+
+    def features(self, x: np.ndarray, key: tuple | None = None) -> dict:
+        """Image embeddings of one model input, from the cache when this image was encoded by the served encoder.
+
+        Args:
+            x: the model input (C, H, W) in [0, 1].
+            key: what identifies it (image file, modification time, slice); None: encode without caching.
+
+        Returns:
+            ``SAM2Segmenter.encode(image, project_high_res=False)`` of it, on the model's device (the decoder's
+            projection of the high-res maps runs in ``decode``, so a quick update that trains it keeps them valid).
+        """
+        with self._lock:
+            net = self.network()
+            cache_key = None if key is None else (*key, tuple(x.shape))
+            if cache_key is not None and cache_key in self._embeddings:
+                self._embeddings.move_to_end(cache_key)
+                self.embedding_hits += 1
+                return self._embeddings[cache_key]
+            img = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].to(self.device)
+            with torch.no_grad():
+                feats = net.encode(img, project_high_res=False)
+            self.embedding_misses += 1
+            if cache_key is not None and self.embedding_capacity > 0:
+                self._embeddings[cache_key] = feats
+                while len(self._embeddings) > self.embedding_capacity:
+                    self._embeddings.popitem(last=False)
+            return feats
+
+    def embedding_stats(self) -> dict:
+        """{"kept", "hits", "misses"} of the embedding cache (for GET /info/)."""
+        with self._lock:
+            return {"kept": len(self._embeddings), "hits": self.embedding_hits, "misses": self.embedding_misses}
+
+    def swap_decoder(self, trained: torch.nn.Module, written: str, generation: int, info: dict) -> bool:
+        """Put a quick update's decoder in service: copied into the served network under the lock, model.pt
+        replaced by `written` (its complete state, already on disk) in the same step.
+
+        Args:
+            trained: the network copy whose mask decoder (and prompt tokens) were trained; it shares the encoder.
+            written: a file in the model folder holding ``trained``'s full state dict.
+            generation: the generation the copy was taken from.
+            info: what the new weights were trained on (kept in ``served``).
+
+        Returns:
+            False (nothing changed) when other weights were put in service since the copy was taken.
+        """
+        with self._lock:
+            if self._net is None or self._generation != generation or self.weights_version() != self._loaded_mtime:
+                return False
+            self._net.sam.sam_mask_decoder.load_state_dict(trained.sam.sam_mask_decoder.state_dict(), strict=True)
+            if getattr(self._net, "prompt_tokens", None) is not None:
+                self._net.prompt_tokens.data.copy_(trained.prompt_tokens.data)
+            os.replace(written, self.model_path)
+            self._loaded_mtime = self.weights_version()  # not a reload: the encoder and its embeddings stay
+            self._generation += 1
+            self.served = {**info, "generation": self._generation, "weights_version": self._loaded_mtime,
+                           "updated": time.time()}
+            return True
 
     def _reload(self) -> None:
         load_finetuned_state_dict(self._net, read_state_dict(self.model_path), source=self.model_path)

@@ -26,6 +26,11 @@ class AppSettings:
         al_max_images: score at most this many unlabeled images per /activelearning call (bounded latency).
         threshold: probability threshold of the returned masks.
         amp: bf16 autocast for infer and train: "" = on CUDA only; "true" / "false" (also "1"/"0", "yes"/"no").
+        auto_update: a final label saved with PUT /datastore/label queues a quick update of the served decoder
+            (sam2tune.monailabel.quick_update); off by default.
+        update_steps / update_replay / update_learning_rate: decoder steps per quick update, earlier final labels
+            replayed with the new one, AdamW learning rate.
+        embedding_cache: image embeddings each served model keeps for infer and quick updates (0 = none).
     """
 
     models: str = "all"
@@ -44,6 +49,11 @@ class AppSettings:
     al_max_images: int = 50
     threshold: float = 0.5
     amp: str = ""
+    auto_update: bool = False
+    update_steps: int = 30
+    update_replay: int = 8
+    update_learning_rate: float = 1e-4
+    embedding_cache: int = 32
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -240,6 +240,11 @@ SETTINGS_SPECS: dict[str, Spec] = {
     "al_max_images": Spec("int", 1, 1_000_000),
     "threshold": Spec("float", 0.0, 1.0),
     "amp": Spec("bool", allow_empty=True),
+    "auto_update": Spec("bool"),
+    "update_steps": Spec("int", 1, 100_000),
+    "update_replay": Spec("int", 0, 100_000),
+    "update_learning_rate": Spec("float", 0.0, 1.0, low_open=True),
+    "embedding_cache": Spec("int", 0, 1_000_000),
 }
 
 

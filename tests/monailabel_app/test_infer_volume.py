@@ -130,7 +130,8 @@ def test_propagate_false_predicts_only_prompted_slices(task, ct, monkeypatch):
 
     predicted = []
 
-    def predict(model, x, prompt, mask_prompt=None, return_low_res=False):
+    def predict(model, x, prompt, mask_prompt=None, return_low_res=False, cache_key=None):
+        assert cache_key[0] == ct and cache_key[2] in (3, 7)  # (image file, mtime, slice): the embedding cache key
         predicted.append((x.shape, None if prompt is None else prompt.points.tolist()))
         prob = np.ones(x.shape[-2:], np.float32)
         return (prob, torch.zeros(1, 1, 16, 16)) if return_low_res else prob
