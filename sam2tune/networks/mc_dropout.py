@@ -44,14 +44,38 @@ def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def encodes_once(model: nn.Module) -> bool:
+    """True when MC-dropout passes of ``model`` may share one image encoding.
+
+    That holds for a network with ``encode(image)`` whose forward takes ``features=`` (``SAM2Segmenter``, the lung
+    bundle's slice-stack wrapper) and whose image encoder holds no stochastic module: its dropout sits after the
+    encoder (on the image embedding and in the mask decoder), so every pass would compute the same encoding.
+
+    Args:
+        model: the network.
+
+    Returns:
+        Whether ``mc_dropout_predict`` encodes once.
+    """
+    encoder = getattr(model, "image_encoder_module", None)
+    if not callable(getattr(model, "encode", None)) or encoder is None:
+        return False
+    return not any(getattr(m, "p", 0) > 0 or getattr(m, "dropout_p", 0) > 0 for m in _stochastic_modules(encoder))
+
+
 @torch.no_grad()
-def mc_dropout_predict(model: nn.Module, num_samples: int, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+def mc_dropout_predict(model: nn.Module, num_samples: int, *args, reuse_encoding: bool = True,
+                       **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """Run `num_samples` stochastic passes under ``mc_dropout`` without gradients.
+
+    The image encoder runs once and its features feed every pass when ``encodes_once(model)`` (dropout after the
+    encoder): the same outputs as re-encoding each pass, for the same random state, at the cost of one encoding.
 
     Args:
         model: a network returning logits (B, K, H, W).
         num_samples: number of passes (>= 1).
         *args: positional inputs of ``model`` (e.g. the image).
+        reuse_encoding: False re-runs the whole network every pass (the reference the benchmark compares with).
         **kwargs: keyword inputs of ``model`` (e.g. ``boxes``).
 
     Returns:
@@ -63,5 +87,7 @@ def mc_dropout_predict(model: nn.Module, num_samples: int, *args, **kwargs) -> t
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
     with mc_dropout(model):
+        if reuse_encoding and args and "features" not in kwargs and encodes_once(model):
+            kwargs = {**kwargs, "features": model.encode(args[0])}
         probs = torch.stack([torch.sigmoid(model(*args, **kwargs)) for _ in range(num_samples)])
     return probs.mean(0), probs.var(0, unbiased=False)

@@ -129,6 +129,11 @@ class SAM2Segmenter(nn.Module):
         return self.sam.sam_prompt_encoder.embed_dim
 
     # ---- encoder -------------------------------------------------------------------------------------------------
+    @property
+    def image_encoder_module(self) -> nn.Module:
+        """Everything ``encode`` runs that holds modules: the channel adapter and SAM2's image encoder."""
+        return nn.ModuleList([self.channel_adapter, self.sam.image_encoder])
+
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         """Map images onto SAM2's input: 3 channels, the model size, ImageNet normalisation.
 

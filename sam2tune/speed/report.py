@@ -73,6 +73,28 @@ def pipeline_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def inference_table(result: dict) -> str:
+    """Markdown of the inference rows: MC dropout with one encoding, propagation vs SAM2VideoPredictor, scaling."""
+    inf = result.get("inference") or {}
+    if not inf:
+        return "(inference rows not run)"
+    lines = ["| row | before / reference s | sam2tune s | ratio | check |", "|---|---|---|---|---|"]
+    mc, pr = inf.get("mc_dropout", {}), inf.get("predictor", {})
+    if "error" in mc or "error" in pr:
+        lines.append(f"| failed | {mc.get('error', '')} {pr.get('error', '')} | | | |")
+    if "reencode_s" in mc:
+        lines.append(f"| {mc['name']}: re-encode every pass vs one encoding | {mc['reencode_s']:.3f} | "
+                     f"{mc['encode_once_s']:.3f} | {mc['speedup']:.2f}x | max abs diff {mc['max_abs_diff']:.1e} |")
+    if "predictor_s" in pr:
+        lines.append(f"| {pr['name']} | {pr['predictor_s']:.3f} | {pr['sam2tune_s']:.3f} | {pr['speedup']:.2f}x | "
+                     f"mask IoU {pr['mask_agreement']:.3f} |")
+    scaling = inf.get("scaling")
+    if isinstance(scaling, list) and scaling:
+        lines += ["", "| curve | objects | slices | seconds per volume |", "|---|---|---|---|"]
+        lines += [f"| {r['curve']} | {r['objects']} | {r['depth']} | {r['seconds']:.3f} |" for r in scaling]
+    return "\n".join(lines)
+
+
 def section(result: dict) -> str:
     """A Markdown section for one run: device, command, settings, both tables."""
     s = result["settings"]
@@ -91,6 +113,10 @@ def section(result: dict) -> str:
         f"Data pipeline (step: {step_row}):",
         "",
         pipeline_table(result),
+        "",
+        f"Inference (slices {s.get('inference_size', '–')} px; ratio = reference / sam2tune):",
+        "",
+        inference_table(result),
         "",
     ])
 

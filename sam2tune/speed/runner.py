@@ -45,6 +45,12 @@ class BenchmarkSettings:
     volume_size: int = 512
     volume_objects: int = 13
     volume_repeats: int = 3
+    # inference rows: MC dropout with one encoding, propagation vs SAM2VideoPredictor, scaling curves
+    inference: bool = False  # scripts/benchmark.py turns it on unless --no_inference
+    mc_samples: int = 10
+    inference_depth: int = 32
+    inference_size: int = 64
+    inference_objects: int = 4
     command: str = field(default_factory=lambda: " ".join(sys.argv))
 
 
@@ -134,7 +140,9 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
         except Exception as e:  # noqa: BLE001
             logger.warning("pipeline benchmark failed: %s", e)
             pipeline = [{"name": "pipeline", "error": f"{type(e).__name__}: {e}"[:1000]}]
+    inference = inference_rows(settings, device) if settings.inference else {}
     return {
+        "inference": inference,
         "device": name,
         "device_type": device.type,
         "torch": torch.__version__,
@@ -148,6 +156,31 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
     }
 
 
+def inference_rows(settings: BenchmarkSettings, device: torch.device) -> dict:
+    """The inference section: MC dropout reuse, propagation vs SAM2VideoPredictor, scaling; each part isolated."""
+    from sam2tune.speed.inference import mc_dropout_row, predictor_row, propagation_scaling
+
+    parts = {
+        "mc_dropout": lambda: mc_dropout_row(settings.variant, settings.image_size, device, settings.mc_samples,
+                                             settings.volume_repeats),
+        "predictor": lambda: predictor_row(settings.variant, settings.image_size, device, settings.inference_size,
+                                           settings.inference_depth, settings.inference_objects,
+                                           settings.volume_repeats),
+        "scaling": lambda: propagation_scaling(settings.variant, settings.image_size, device,
+                                               settings.inference_size, repeats=settings.volume_repeats),
+    }
+    out = {}
+    for key, run in parts.items():
+        logger.info("inference row: %s", key)
+        reset_memory(device)
+        try:
+            out[key] = run()
+        except Exception as e:  # noqa: BLE001 - one failing part must not lose the others
+            logger.warning("inference row %s failed: %s", key, e)
+            out[key] = {"error": f"{type(e).__name__}: {e}"[:1000]}
+    return out
+
+
 def _add_ratios(results: list[dict]) -> None:
     """Speed and memory of each row relative to the plain bf16 full loop measured in the same run."""
     base = next((r for r in results if r["id"] == BASELINE_ROW and r["status"] == "ok"), None)
@@ -159,4 +192,5 @@ def _add_ratios(results: list[dict]) -> None:
         r["memory_vs_bf16_full"] = r["peak_mem_gib"] / base["peak_mem_gib"] if same_batch else None
 
 
-__all__ = ["BenchmarkSettings", "Row", "device_name", "peak_tflops_for", "propagation_row", "run_benchmark"]
+__all__ = ["BenchmarkSettings", "Row", "device_name", "inference_rows", "peak_tflops_for", "propagation_row",
+           "run_benchmark"]

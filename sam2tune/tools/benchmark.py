@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from sam2tune.plots.speed import plot_propagation_scaling
 from sam2tune.speed.report import load_results, write_markdown
 from sam2tune.speed.runner import BenchmarkSettings, run_benchmark
 from sam2tune.speed.training import ROWS
@@ -80,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="3D row: slices,size,objects (default the BTCV target 100,512,13)")
     p.add_argument("--volume_repeats", type=int, default=None,
                    help="3D row timed repeats (default 3 on cuda, 1 on cpu)")
+    p.add_argument("--no_inference", action="store_true",
+                   help="skip the inference rows (MC dropout reuse, SAM2VideoPredictor, propagation scaling)")
+    p.add_argument("--inference_volume", default=None,
+                   help="slices,size,objects of the SAM2VideoPredictor comparison; size is also the scaling curves' "
+                        "(default 100,512,13 on cuda, 32,64,4 on cpu)")
     p.add_argument("--out", default="benchmark.json", help="JSON result file")
     p.add_argument("--markdown", default=None, help="write a Markdown report here (this run + --merge files)")
     p.add_argument("--merge", default="", help="comma list of earlier JSON results to add to the Markdown report")
@@ -107,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, AssertionError):
         raise SystemExit(f"--volume must be three positive integers slices,size,objects, "
                          f"got {args.volume!r}.") from None
+    try:
+        inference_volume = [int(v) for v in (args.inference_volume or ("100,512,13" if cuda else "32,64,4")).split(",")]
+        assert len(inference_volume) == 3 and min(inference_volume) > 0
+    except (ValueError, AssertionError):
+        raise SystemExit(f"--inference_volume must be three positive integers slices,size,objects, "
+                         f"got {args.inference_volume!r}.") from None
     settings = BenchmarkSettings(
         device=device,
         image_size=args.image_size or (1024 if cuda else 64),
@@ -129,12 +141,19 @@ def main(argv: list[str] | None = None) -> int:
         volume_size=volume[1],
         volume_objects=volume[2],
         volume_repeats=args.volume_repeats or (3 if cuda else 1),
+        inference=not args.no_inference,
+        inference_depth=inference_volume[0],
+        inference_size=inference_volume[1],
+        inference_objects=inference_volume[2],
         command="python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv),
     )
     result = run_benchmark(settings)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str))
+    if isinstance((result.get("inference") or {}).get("scaling"), list):
+        png = plot_propagation_scaling(result["inference"]["scaling"], str(out.with_suffix(".scaling.png")))
+        print(f"scaling curves: {png}")
     print(f"device: {result['device']}")
     for r in result["rows"]:
         if r["status"] != "ok":

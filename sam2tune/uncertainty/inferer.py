@@ -20,6 +20,15 @@ class _StackNet(nn.Module):
         super().__init__()
         self.network = network
 
+    @property
+    def image_encoder_module(self) -> nn.Module | None:
+        return getattr(self.network, "image_encoder_module", None)
+
+    def encode(self, x: torch.Tensor) -> dict:
+        """(B, S, H, W) stacks -> the network's encoding of their B*S slices (what ``forward(features=)`` takes)."""
+        b, s, h, w = x.shape
+        return self.network.encode(x.reshape(b * s, 1, h, w))
+
     def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         return run_slice_stack(self.network, x, **kwargs)
 

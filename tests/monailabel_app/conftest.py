@@ -5,67 +5,29 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from sam2tune.monailabel import server
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """An unused TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(studies: str, model_dir: str, log_path: str, conf: dict, timeout: float = 120.0,
                  env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """`monailabel start_server --app monailabel_app ...` in its own process group
-    -> (process, url) once /info/ answers.
-
-    `env` adds environment variables (e.g. MONAI Label settings such as MONAI_LABEL_DICOMWEB_CACHE_PATH).
-    """
-    port = free_port()
-    bindir = os.path.dirname(sys.executable)
-    cmd = [os.path.join(bindir, "monailabel"), "start_server", "--app", str(REPO / "monailabel_app"), "--studies",
-           studies, "--host", "127.0.0.1", "--port", str(port)]
-    for k, v in conf.items():
-        cmd += ["--conf", k, str(v)]
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "SAM2TUNE_ML_MODEL_DIR": model_dir,
-           "PYTHONPATH": str(REPO), **(env or {})}
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            urllib.request.urlopen(url + "/info/", timeout=5).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    stop_server(proc)
-    pytest.fail(f"MONAI Label server did not answer /info/ within {timeout}s:\n{Path(log_path).read_text()[-4000:]}")
+    """``sam2tune.monailabel.server.start_server`` of this checkout's app; the test fails with the server log when it
+    does not come up."""
+    try:
+        return server.start_server(studies, model_dir, log_path, conf, timeout, env, REPO / "monailabel_app")
+    except server.ServerError as err:
+        pytest.fail(str(err))
 
 
-def stop_server(proc: subprocess.Popen) -> None:
-    """Terminate the server's process group (it may have spawned a training process), then make sure it is gone."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
+stop_server = server.stop_server
 
 
 def wait_for_training(client, log_path: str, timeout: float) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -22,16 +21,11 @@ from monailabel.client.client import MONAILabelClientException
 
 from sam2tune.io.dicom_seg import read_dicom_seg
 from sam2tune.io.dicom_series import write_dicom_series
+from sam2tune.monailabel.server import free_port
 
 MODEL = "lung_nodule_ct_sam2"
 PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 D, H, W = 8, 64, 64
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _orthanc_binary() -> str | None:
@@ -70,9 +64,9 @@ def orthanc(tmp_path_factory):
     """URL of a DICOMweb root served by a fresh Orthanc on 127.0.0.1 (loopback only, storage in tmp)."""
     _install_orthanc()
     work = tmp_path_factory.mktemp("orthanc")
-    http_port = _port()
+    http_port = free_port()
     config = {
-        "Name": "sam2tune-test", "HttpPort": http_port, "DicomPort": _port(), "RemoteAccessAllowed": False,
+        "Name": "sam2tune-test", "HttpPort": http_port, "DicomPort": free_port(), "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False, "StorageDirectory": str(work / "db"), "IndexDirectory": str(work / "db"),
         "Plugins": [PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }

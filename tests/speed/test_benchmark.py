@@ -27,7 +27,7 @@ def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     args = ["--device", "cpu", "--image_size", "64", "--steps", "2", "--warmup", "0", "--batch_size", "2",
             "--strategies", "bf16_cached,inference,3d", "--pipeline_workers", "0", "--pipeline_row", "bf16_cached",
-            "--pipeline_batches", "1", "--pipeline_source_size", "96", "--volume", "6,64,2", "--out",
+            "--pipeline_batches", "1", "--pipeline_source_size", "96", "--volume", "6,64,2", "--no_inference", "--out",
             str(out / "b.json"), "--markdown", str(out / "b.md")]
     assert _script().main(args) == 0
     return out
@@ -127,3 +127,23 @@ def test_time_steps_flops_and_ratios():
              "memory_kind": "cuda_max_memory_allocated"}]
     _add_ratios(rows)
     assert rows[1]["speed_vs_bf16_full"] == pytest.approx(0.9) and rows[1]["memory_vs_bf16_full"] == 0.25
+
+
+def test_inference_rows_measure_reuse_predictor_and_scaling(tmp_path):
+    """MC dropout with one encoding matches re-encoding; sam2tune's propagation and SAM2VideoPredictor, with the same
+    weights, volume and boxes, agree; the scaling curves have their points; the Markdown and the PNG render them."""
+    from sam2tune.plots.speed import plot_propagation_scaling
+    from sam2tune.speed.inference import mc_dropout_row, predictor_row, propagation_scaling
+    from sam2tune.speed.report import inference_table
+
+    cpu = torch.device("cpu")
+    mc = mc_dropout_row("tiny", 64, cpu, samples=3, repeats=1)
+    assert mc["max_abs_diff"] < 1e-5 and mc["reencode_s"] > 0 and mc["encode_once_s"] > 0
+    pr = predictor_row("tiny", 64, cpu, size=48, depth=5, objects=2)
+    assert pr["mask_agreement"] > 0.9 and pr["sam2tune_s"] > 0 and pr["predictor_s"] > 0
+    scaling = propagation_scaling("tiny", 64, cpu, 48, objects=(1, 2), depths=(3, 5), fixed_depth=4, fixed_objects=1)
+    assert [(r["curve"], r["objects"], r["depth"]) for r in scaling] == [
+        ("objects", 1, 4), ("objects", 2, 4), ("slices", 1, 3), ("slices", 1, 5)]
+    md = inference_table({"inference": {"mc_dropout": mc, "predictor": pr, "scaling": scaling}})
+    assert "one encoding" in md and "SAM2VideoPredictor" in md and "| slices | 1 | 5 |" in md
+    assert Path(plot_propagation_scaling(scaling, str(tmp_path / "s.png"))).stat().st_size > 1000

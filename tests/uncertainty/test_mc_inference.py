@@ -70,3 +70,45 @@ def test_save_nodule_crop_in_world_coordinates(tmp_path):
     assert img.shape == (4, 5, 3) and np.allclose(img.affine[:3, 3], [5, 6, 7])
     assert np.allclose(img.get_fdata()[:, :, 1], prob[0, 1].numpy(), atol=1e-6)
     assert nib.load(tmp_path / "lung_009_nodule2_pred.nii.gz").get_data_dtype() == np.uint8
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["2d", "slice stacks"])
+def test_mc_dropout_encodes_once_with_the_same_outputs(stacked):
+    """Dropout sits after SAM2's image encoder: one encoding feeds every pass, and the passes give the same
+    probabilities as re-encoding each time, for the same random state."""
+    from sam2tune.networks import SAM2Segmenter
+    from sam2tune.networks.mc_dropout import encodes_once, mc_dropout_predict
+
+    torch.manual_seed(0)
+    net = SAM2Segmenter("tiny", 64, in_channels=1, dropout=0.3).eval()
+    x = torch.rand(2, 3, 48, 48) if stacked else torch.rand(2, 1, 48, 48)
+    boxes = torch.tensor([[8.0, 8.0, 30.0, 30.0], [10.0, 12.0, 40.0, 36.0]])
+    calls = []
+    handle = net.sam.image_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        results = {}
+        for reuse in (False, True):
+            calls.clear()
+            torch.manual_seed(1)
+            if stacked:
+                mean, unc = mc_stack_predict(net, x, 5, "std", boxes=boxes) if reuse else _no_reuse_stack(net, x, boxes)
+            else:
+                mean, var = mc_dropout_predict(net, 5, x, boxes=boxes, reuse_encoding=reuse)
+                unc = var.sqrt()
+            results[reuse] = (mean, unc, len(calls))
+    finally:
+        handle.remove()
+    assert encodes_once(net)
+    assert results[False][2] == 5 and results[True][2] == 1  # five encodings before, one now
+    torch.testing.assert_close(results[True][0], results[False][0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(results[True][1], results[False][1], atol=1e-5, rtol=1e-4)
+    assert float(results[True][1].max()) > 0  # the passes did differ: dropout was active
+
+
+def _no_reuse_stack(net, x, boxes):
+    from sam2tune.networks.mc_dropout import mc_dropout_predict
+    from sam2tune.uncertainty.inferer import _StackNet
+
+    wrapper = _StackNet(net).train(net.training)
+    mean, var = mc_dropout_predict(wrapper, 5, x, boxes=boxes, reuse_encoding=False)
+    return mean, var.sqrt()
