@@ -5,8 +5,9 @@ images one by one with ``PUT /datastore/label`` (tag final). After each save the
 box prompt) until the answer comes from weights that include that label, and records the seconds from the save to
 that answer; then it scores the served model on the held-out images (Dice, box from the true mask). Reference
 lines: the untrained model (before any label) and a full ``POST /train`` on the same N labels, timed from the
-request to the first answer by its weights, in the same run (a second server with an empty model folder over the
-same datastore, so the full path starts from the bundle's own initialisation, not from the quick updates).
+request to the first answer by its final weights (the first checkpoint it writes is noted too), in the same run (a
+second server with an empty model folder over the same datastore, so the full path starts from the bundle's own
+initialisation, not from the quick updates).
 Writes <out>/learning_curve.{csv,json,png}.
 
     python scripts/measure_active_learning.py --labels 6 --heldout 4 --out al_out
@@ -141,17 +142,25 @@ def main(argv: list[str] | None = None) -> int:
         client = MONAILabelClient(url, tmpdir=os.path.join(out, "client"))
         t0 = time.perf_counter()
         client.train_start(MODEL, {"max_epochs": args.train_epochs})
-        while True:  # the first answer by the weights the full training wrote
+        first = None
+        while True:  # until the job ends; the first answer by weights it wrote is noted on the way
             weights, t1 = served_request(client, probe, probe_box)
-            if weights.get("source") == "model.pt":
+            if first is None and weights.get("source") == "model.pt":
+                first = t1 - t0
+            if client.train_status().get("status") in ("DONE", "ERROR"):
                 break
             if time.perf_counter() - t0 > 3600:
-                raise RuntimeError(f"POST /train gave no new weights within an hour: {client.train_status()}")
+                raise RuntimeError(f"POST /train did not finish within an hour: {client.train_status()}")
             time.sleep(1.0)
+        status = client.train_status()
+        if status.get("status") != "DONE":
+            raise RuntimeError(f"POST /train failed: {status}")
+        weights, t1 = served_request(client, probe, probe_box)  # the first answer by the final weights
         dice, _ = held_out_dice(client, heldout)
         rows.append({"labels": args.labels, "path": "full /train", "seconds_to_served": round(t1 - t0, 3),
-                     "heldout_dice": dice})
-        print(f"full /train on {args.labels} labels: served after {t1 - t0:.2f} s, held-out Dice {dice:.3f}")
+                     "heldout_dice": dice, "first_weights_s": None if first is None else round(first, 3)})
+        print(f"full /train on {args.labels} labels: final weights served after {t1 - t0:.2f} s (first checkpoint "
+              f"after {first if first is None else round(first, 2)} s), held-out Dice {dice:.3f}")
     finally:
         stop_server(proc)
     quick = [r["seconds_to_served"] for r in rows if r["path"] == "quick update"]
@@ -163,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                "untrained_dice": untrained}
     atomic_write_json(summary, os.path.join(out, "learning_curve.json"))
     atomic_write_csv(os.path.join(out, "learning_curve.csv"), rows, ["labels", "path", "seconds_to_served",
-                                                                     "heldout_dice"])
+                                                                     "heldout_dice", "first_weights_s"])
     plot_learning_curve(rows, os.path.join(out, "learning_curve.png"))
     print(f"quick update: median {summary['quick_median_s']:.2f} s from save to served; full /train "
           f"{summary['full_train_s']:.1f} s ({summary['full_over_quick']}x); held-out Dice quick "
