@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import numpy as np
@@ -48,12 +49,14 @@ class EpistemicStrategy(Strategy):
         """Uncertainty of one image (2D photo, or a volume's middle slice)."""
         image = load_image(path, model.in_channels, model.hu_window)
         k = image.array.shape[2] // 2 if image.is_volume else -1
-        x = torch.from_numpy(np.ascontiguousarray(slice_input(image, k, model.in_channels)))[None].to(model.device)
+        arr = slice_input(image, k, model.in_channels)
+        x = torch.from_numpy(np.ascontiguousarray(arr))[None].to(model.device)
         kwargs = {}
         if not model.has_learned_prompt:  # no learned token: ask about the whole field of view
             h, w = x.shape[-2:]
             kwargs["boxes"] = torch.tensor([[0.0, 0.0, float(w), float(h)]], device=model.device)
-        with model.lock:
+        with model.lock:  # the image embedding comes from the model's cache: scored again, it is not re-encoded
+            kwargs["features"] = model.features(arr, (path, os.path.getmtime(path), k))
             mean, var = mc_dropout_predict(model.network(), self.num_samples, x, **kwargs)
         return uncertainty_score(mean, var, self.uncertainty)
 

@@ -41,6 +41,15 @@ Written by `scripts/benchmark.py` from its JSON results; nothing below is typed 
   (bundle, with a warning) or refused (`check_commutes`). The cache key is a hash of the encoder weights, the model
   image size and the preprocessing description, so a change of any of them recomputes the embeddings.
 
+- **Inference rows** (on unless `--no_inference`): MC dropout = `mc_dropout_predict` with 10 passes on one image,
+  re-encoding every pass vs one shared encoding (the dropout sits after the encoder; the check column is the largest
+  difference of the two mean probabilities for the same random state). Propagation = sam2tune's batched
+  `propagate_volume` vs Meta's `SAM2VideoPredictor` built from the same config and given the same SAM2 weights, on
+  the same random volume and boxes, both directions from the middle slice, encoder included; the predictor is fed the
+  segmenter's preprocessed frames as tensors (its frame loader is replaced for the call, no JPEG folder); the check
+  is the mean IoU of the two binary outputs. Scaling = seconds per volume for 1 / 4 / 13 objects at 64 slices and
+  16 / 64 / 128 slices at 4 objects (PNG beside the JSON: `<out>.scaling.png`).
+
 Status: the CPU section is measured on the project's 2-core CI-class machine (shared with other jobs, so expect
 noise). If no CUDA section appears below, the GPU rows (and the issue 9 targets, judged only on CUDA at 1024 px,
 batch 16) have not been measured yet.
@@ -49,7 +58,10 @@ Reproduce: `python scripts/benchmark.py --device cuda --image_size 1024 --varian
 --out docs/benchmarks_gpu.json --markdown docs/benchmarks.md --merge docs/benchmarks_cpu.json` (GPU) and
 `python scripts/benchmark.py --device cpu --image_size 128 --steps 5 --pipeline_workers 2 --volume 24,128,13
 --out docs/benchmarks_cpu.json`
-(CPU), then `python scripts/benchmark.py --from_json docs/benchmarks_gpu.json,docs/benchmarks_cpu.json --markdown docs/benchmarks.md`.
+(CPU), `python scripts/benchmark.py --device cpu --strategies bf16_cached --no_pipeline
+--out docs/benchmarks_cpu_inference.json` (CPU inference rows; the scaling PNG is
+docs/benchmarks_cpu_inference_scaling.png), then `python scripts/benchmark.py --from_json
+docs/benchmarks_gpu.json,docs/benchmarks_cpu.json,docs/benchmarks_cpu_inference.json --markdown docs/benchmarks.md`.
 """  # noqa: E501 - Markdown rendered verbatim into docs/benchmarks.md
 
 
