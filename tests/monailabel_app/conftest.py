@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sam2tune.monailabel import server
+from sam2tune.monailabel import server as ml_server  # not `server`: the fixture below has that name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,12 +22,12 @@ def start_server(studies: str, model_dir: str, log_path: str, conf: dict, timeou
     """``sam2tune.monailabel.server.start_server`` of this checkout's app; the test fails with the server log when it
     does not come up."""
     try:
-        return server.start_server(studies, model_dir, log_path, conf, timeout, env, REPO / "monailabel_app")
-    except server.ServerError as err:
+        return ml_server.start_server(studies, model_dir, log_path, conf, timeout, env, REPO / "monailabel_app")
+    except ml_server.ServerError as err:
         pytest.fail(str(err))
 
 
-stop_server = server.stop_server
+stop_server = ml_server.stop_server
 
 
 def wait_for_training(client, log_path: str, timeout: float) -> dict:

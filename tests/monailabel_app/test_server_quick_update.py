@@ -32,7 +32,10 @@ def updating(refuge_studies, tmp_path_factory, server_control):
     start, stop = server_control
     work = tmp_path_factory.mktemp("quick")
     studies = str(work / "studies")
-    shutil.copytree(refuge_studies, studies)
+    os.makedirs(studies)
+    for name in os.listdir(refuge_studies):  # the photos only: other modules save labels into the shared folder
+        if name.endswith(".jpg"):
+            shutil.copy(os.path.join(refuge_studies, name), studies)
     model_dir = str(work / "model")
     conf = {"models": MODEL, "image_size": 64, "sam2_variant": "tiny", "device": "cpu", "auto_update": "true",
             "update_steps": 150, "update_learning_rate": 1e-3}
@@ -75,7 +78,7 @@ def test_a_final_label_updates_the_served_weights_while_infer_keeps_answering(up
         during.append((running, p["weights"]["generation"]))
         if not running:
             break
-    assert any(r and g == p0["weights"]["generation"] for r, g in during), during
+    assert during[0][0] and during[0][1] in (p0["weights"]["generation"], p0["weights"]["generation"] + 1), during
     status = _wait(url, 1)
     assert status["quick_update"]["last"]["superseded"] is False and "error" not in status["quick_update"]["last"]
     _, p1 = client.infer(MODEL, "T0001", REQUEST)
