@@ -115,6 +115,7 @@ class QuickUpdater:
         self._pending: list[str] = []  # image ids submitted since the last finished update
         self._thread: threading.Thread | None = None
         self.history: list[dict] = []  # one entry per finished (or superseded) update
+        self._samples: dict[tuple, list[Sample]] = {}  # (image, label file, label mtime) -> samples: read once
 
     def submit(self, image_id: str) -> int:
         """Queue a quick update for a newly saved final label of ``image_id``; returns its request number.
@@ -170,6 +171,14 @@ class QuickUpdater:
                     self._pending = [i for i in self._pending if i not in newest]
                 self._cond.notify_all()
 
+    def _read(self, image_id: str, path: str, label: str) -> list[Sample]:
+        """``label_samples`` of one labelled image, read from disk only when the label file is new or changed."""
+        key = (path, label, os.path.getmtime(label), os.path.getmtime(path))
+        if key not in self._samples:
+            self._samples = {k: v for k, v in self._samples.items() if k[:2] != key[:2]}  # drop older versions
+            self._samples[key] = label_samples(self.model, image_id, path, label)
+        return self._samples[key]
+
     def _superseded(self, target: int) -> bool:
         with self._cond:
             return self._wanted != target
@@ -182,7 +191,9 @@ class QuickUpdater:
         chosen = new + earlier
         if not chosen:
             return {"request": target, "superseded": False, "skipped": "no final labels in the datastore"}
-        samples = [s for image_id, path, label in chosen for s in label_samples(self.model, image_id, path, label)]
+        samples = [s for image_id, path, label in chosen for s in self._read(image_id, path, label)]
+        used = {path for _, path, _ in chosen}
+        self._samples = {k: v for k, v in self._samples.items() if k[0] in used}  # only what the replay can reach
         if not samples:
             return {"request": target, "superseded": False, "skipped": "the final labels are empty"}
         with self.model.lock:
