@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import time
 import urllib.request
 
 import nibabel as nib
@@ -21,77 +17,9 @@ from monailabel.client.client import MONAILabelClientException
 
 from sam2tune.io.dicom_seg import read_dicom_seg
 from sam2tune.io.dicom_series import write_dicom_series
-from sam2tune.monailabel.server import free_port
 
 MODEL = "lung_nodule_ct_sam2"
-PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 D, H, W = 8, 64, 64
-
-
-def _orthanc_binary() -> str | None:
-    return shutil.which("Orthanc") or next(
-        (p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.path.exists(p)), None
-    )
-
-
-def _install_orthanc() -> None:
-    """apt-get install orthanc + orthanc-dicomweb when missing (bounded);
-    pytest.skip with the reason when impossible."""
-    if _orthanc_binary() and os.path.exists(PLUGIN):
-        return
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip(
-            "Orthanc is not installed and apt-get as root is unavailable (install: apt-get install orthanc "
-            "orthanc-dicomweb)"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd, limit in (
-        (["apt-get", "update", "-qq"], 60),
-        (["apt-get", "install", "-y", "-qq", "orthanc", "orthanc-dicomweb"], 90),
-    ):
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, env=env)
-        except subprocess.TimeoutExpired:
-            pytest.skip(f"{' '.join(cmd)} took over {limit}s (no package mirror reachable?)")
-        if res.returncode != 0:
-            pytest.skip(f"{' '.join(cmd)} failed: {res.stderr.strip()[-300:]}")
-    if not (_orthanc_binary() and os.path.exists(PLUGIN)):
-        pytest.skip(f"orthanc installed but Orthanc binary or {PLUGIN} is missing")
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory):
-    """URL of a DICOMweb root served by a fresh Orthanc on 127.0.0.1 (loopback only, storage in tmp)."""
-    _install_orthanc()
-    work = tmp_path_factory.mktemp("orthanc")
-    http_port = free_port()
-    config = {
-        "Name": "sam2tune-test", "HttpPort": http_port, "DicomPort": free_port(), "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False, "StorageDirectory": str(work / "db"), "IndexDirectory": str(work / "db"),
-        "Plugins": [PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }
-    (work / "orthanc.json").write_text(json.dumps(config))
-    log = open(work / "orthanc.log", "w")
-    proc = subprocess.Popen([_orthanc_binary(), str(work / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(base + "/dicom-web/studies", timeout=2).read()
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"Orthanc did not serve /dicom-web within 30s:\n{(work / 'orthanc.log').read_text()[-3000:]}")
-    yield base + "/dicom-web"
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
