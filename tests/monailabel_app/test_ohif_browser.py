@@ -155,7 +155,8 @@ def test_click_segment_in_ohif(browser_app, driver, tmp_path):
     assert len(run) == 1
     run[0].click()
     _wait(lambda: "Successful" in _body(d) or "Failed" in _body(d), 120, "the infer answer")
-    errors = [e["message"][:400] for e in d.get_log("browser") if e["level"] == "SEVERE" and "googleapis" not in e["message"]]
+    errors = [e["message"][:400] for e in d.get_log("browser")
+              if e["level"] == "SEVERE" and "googleapis" not in e["message"]]
     assert "Running Inference for Point Prompts - Successful" in _body(d), (_body(d)[:300], errors[-8:])
     time.sleep(1)
     _shot(d, work, "3_viewer_after_infer")
