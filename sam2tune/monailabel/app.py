@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable
 
 from monailabel.interfaces.datastore import Datastore
+from monailabel.utils.others.generic import remove_file
 
 from sam2tune.monailabel.datastore import check_image_id
+from sam2tune.monailabel.dicomweb import SAM2DICOMWebDatastore, answer_seg
 from sam2tune.monailabel.errors import bad_request, not_found
 from sam2tune.monailabel.images import is_photo
 from sam2tune.monailabel.infer import SAM2AutoInferTask, SAM2InferTask
@@ -275,11 +277,54 @@ def guard_endpoints(trainers: Callable[[], dict]) -> bool:
         def guarded_run_inference(background_tasks, model, image="", session_id="", params="{}", file=None, label=None,
                                   output=None):
             options = parse_infer_params(params, model)
-            return run_inference(background_tasks, model, image, session_id, json.dumps(options), file, label, output)
+            seg = getattr(output, "value", output) == "dicom_seg"
+            if seg:
+                options = dicom_seg_request(model, image, file, options)
+            answer = run_inference(background_tasks, model, image, session_id, json.dumps(options), file, label,
+                                   output)
+            if seg and getattr(answer, "path", None):
+                background_tasks.add_task(remove_file, answer.path)  # the SEG answer_seg wrote for this request
+            return answer
 
         guarded_run_inference._sam2tune_guard = True
         infer_endpoint.run_inference = guarded_run_inference
+        infer_endpoint.nifti_to_dicom_seg = answer_seg  # output=dicom_seg: pydicom-seg, no dcmqi download
     return True
+
+
+def dicom_seg_request(model: str, image: str, file, options: dict) -> dict:
+    """POST /infer?output=dicom_seg: 400 where no SEG can be answered; `label_info` from the model's labels if absent.
+
+    A DICOM SEG references the DICOM series it segments, so it needs the DICOMweb datastore and a series id (not an
+    upload). MONAI Label asks for `label_info` (OHIF sends it); other clients get the served model's label names.
+
+    Args:
+        model: the infer model.
+        image: the image id of the request.
+        file: the uploaded file, if any.
+        options: the parsed `params`.
+
+    Returns:
+        The options, with `label_info` ([{"name", "idx"}, ...]) set.
+    """
+    from monailabel.interfaces.utils.app import app_instance
+
+    app = app_instance()
+    if not isinstance(app.datastore(), SAM2DICOMWebDatastore):
+        raise bad_request(
+            f"infer request for {model}: output=dicom_seg answers a DICOM SEG that references a DICOM series, and this "
+            f"server's datastore is a local folder; serve a DICOMweb server (--studies http://host/dicom-web) or ask "
+            f"output=image."
+        )
+    if file is not None or not image:
+        raise bad_request(
+            f"infer request for {model}: output=dicom_seg needs the series in the datastore (image=<SeriesInstanceUID>"
+            f"), not an upload."
+        )
+    if options.get("label_info") is None and model in app._infers:
+        options = {**options, "label_info": [{"name": name, "idx": int(value)}
+                                             for name, value in app._infers[model].labels.items()]}
+    return options
 
 
 def train_request(request: dict, trainers: dict) -> dict:

@@ -58,6 +58,60 @@ def label_on_series(label_path: str, series_files: list[str]) -> np.ndarray:
     return sitk.GetArrayFromImage(resampled)
 
 
+def seg_on_series(files: list[str], label_path: str, label_info: dict, out: str, what: str) -> list[int]:
+    """Label file (patient space) -> DICOM SEG at `out` referencing the series `files`; returns the label values.
+
+    Args:
+        files: the series' DICOM files, sorted along the slice normal.
+        label_path: the label (NIfTI/NRRD) in any orientation; resampled nearest-neighbour onto the series grid.
+        label_info: segment names, as `segment_names` reads them; `model` is the SEG's series description.
+        out: where the SEG is written.
+        what: the label's owner, for the message when it is empty.
+
+    Returns:
+        The label values stored as segments (sorted).
+    """
+    label_map = label_on_series(label_path, files)
+    labels = sorted(int(v) for v in np.unique(label_map) if v != 0)
+    if not labels:
+        raise unprocessable(
+            f"Label {os.path.basename(label_path)} for {what} is empty: a DICOM SEG needs at least one segment."
+        )
+    write_dicom_seg(label_map, files, out, segment_names(label_info, labels),
+                    series_description=str(label_info.get("model") or "sam2tune"))
+    return labels
+
+
+def answer_seg(image_dir: str, label_path: str, label_info: list | dict | None, use_itk: bool = True) -> str:
+    """POST /infer?output=dicom_seg: the answered label as a DICOM SEG file on the cached series (pydicom-seg).
+
+    Stands in for MONAI Label's `nifti_to_dicom_seg` (dcmqi's itkimage2segimage, downloaded from GitHub: offline it
+    fails), with its signature; the caller answers the file and removes it afterwards.
+
+    Args:
+        image_dir: the series' cached DICOM folder.
+        label_path: the answered label file.
+        label_info: OHIF's `label_info` ([{"name", "idx"?}, ...]) or {"label_names": {name: value}}.
+        use_itk: ignored (MONAI Label's argument).
+
+    Returns:
+        The SEG file path.
+    """
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(image_dir))
+    if not files:
+        raise not_found(f"No cached DICOM series in {os.path.basename(image_dir)}; re-open the image and ask again.")
+    info = label_info if isinstance(label_info, dict) else {"label_info": label_info or []}
+    fd, out = tempfile.mkstemp(suffix=".dcm")
+    os.close(fd)
+    try:
+        seg_on_series(files, label_path, info, out, f"the answer on series {os.path.basename(image_dir)} (ask "
+                      f"output=image for an empty mask, or prompt inside the object)")
+    except BaseException:
+        os.unlink(out)
+        raise
+    return out
+
+
 class SAM2DICOMWebDatastore(DICOMWebDatastore):
     """DICOMWebDatastore whose `save_label` (tag `final`) stores a pydicom-seg DICOM SEG back by STOW-RS (no dcmqi)."""
 
@@ -67,6 +121,17 @@ class SAM2DICOMWebDatastore(DICOMWebDatastore):
         if image_id not in self.list_images():
             return ""
         return super().get_image_uri(image_id)
+
+    def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
+        """The label file this server cached when it saved the label (the NIfTI behind the SEG it stored); else
+        MONAI Label's SEG download for a SEG series id (labels written to the PACS by others).
+
+        MONAI Label 0.8.5 treats every `final` label id as a SEG series to download, but the ids of labels saved here
+        are image (series) ids: it would fetch the CT series and fail to decode it as a SEG."""
+        cached = LocalDatastore.get_label_uri(self, label_id, label_tag)
+        if label_tag == DefaultLabelTag.FINAL and cached and os.path.isfile(cached):
+            return cached
+        return super().get_label_uri(label_id, label_tag, image_id)
 
     def _series_files(self, image_id: str) -> list[str]:
         """The cached DICOM files of a series, sorted by position along the slice normal (GDCM's order)."""
@@ -83,18 +148,10 @@ class SAM2DICOMWebDatastore(DICOMWebDatastore):
     def upload_seg(self, image_id: str, label_filename: str, label_info: dict[str, Any]) -> tuple[str, str]:
         """Label file -> DICOM SEG referencing the series -> STOW-RS; returns (SEG SeriesInstanceUID,
         SOPInstanceUID)."""
-        files = self._series_files(image_id)
-        label_map = label_on_series(label_filename, files)
-        labels = sorted(int(v) for v in np.unique(label_map) if v != 0)
-        if not labels:
-            raise unprocessable(
-                f"Label {os.path.basename(label_filename)} for series {image_id} is empty; nothing to store as DICOM "
-                f"SEG."
-            )
         out = tempfile.NamedTemporaryFile(suffix=".dcm", delete=False).name
         try:
-            write_dicom_seg(label_map, files, out, segment_names(label_info, labels),
-                            series_description=str(label_info.get("model") or "sam2tune"))
+            labels = seg_on_series(self._series_files(image_id), label_filename, label_info, out,
+                                   f"series {image_id}")
             seg = pydicom.dcmread(out)
             self._client.store_instances([seg])
         finally:

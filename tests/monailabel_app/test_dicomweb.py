@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 import nibabel as nib
@@ -41,7 +42,8 @@ def app(orthanc, ct_series, server_control, tmp_path_factory):
     """(MONAILabelClient, url) of the app started with --studies <Orthanc DICOMweb URL>."""
     start_server, stop_server = server_control
     work = tmp_path_factory.mktemp("dicomweb_app")
-    conf = {"models": MODEL, "image_size": 64, "sam2_variant": "tiny", "device": "cpu"}
+    conf = {"models": MODEL, "image_size": 64, "sam2_variant": "tiny", "device": "cpu", "auto_update": "true",
+            "update_steps": 150, "update_learning_rate": 1e-3}
     proc, url = start_server(orthanc, str(work / "model"), str(work / "server.log"), conf,
                              env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(work / "cache")})
     yield MONAILabelClient(url, tmpdir=str(work / "client")), url, str(work / "server.log")
@@ -96,6 +98,47 @@ def test_infer_and_seg_write_back(app, orthanc, ct_series, tmp_path):
     assert {s["00080060"]["Value"][0] for s in series} == {"CT", "SEG"}
 
 
+def _quick_update_served(url: str, requested: int, timeout: float = 300.0) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        status = requests.get(f"{url}/info/", timeout=60).json()["sam2tune"][MODEL]["quick_update"]
+        if status["served"] >= requested and not status["running"]:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"no quick update served after {timeout} s: {status}")
+
+
+def test_quick_update_from_a_dicomweb_label_and_output_dicom_seg(app, ct_series, tmp_path):
+    """A final label saved on DICOMweb trains the served model (the label is read from the server's cached NIfTI, not
+    re-downloaded as a SEG); then output=dicom_seg answers a pydicom-seg SEG equal to the NIfTI answer."""
+    client, url, log_path = app
+    study_uid, series_uid, files = ct_series
+    truth = np.zeros((W, H, D), np.uint8)
+    truth[22:42, 20:40, 2:7] = 1
+    affine = nib.load(client.infer(MODEL, series_uid, {"foreground": [[32, 30, 4]], "reset": True})[0]).affine
+    nib.save(nib.Nifti1Image(truth, affine), tmp_path / "truth.nii.gz")
+    answer = client.save_label(series_uid, str(tmp_path / "truth.nii.gz"), tag="final",
+                               params={"label_names": {"lung_nodule": 1}, "model": MODEL})
+    status = _quick_update_served(url, answer["quick_update"][MODEL])
+    assert "error" not in status["last"] and status["last"]["trained_on"] == [series_uid], status
+    assert "not a DICOM-SEG" not in open(log_path).read()
+
+    request = {"foreground": [[32, 30, 4]], "reset": True}
+    nifti, params = client.infer(MODEL, series_uid, request)
+    assert params["weights"]["source"] == "quick update"
+    mask = np.asarray(nib.load(nifti).dataobj)
+    assert mask.sum() > 0, "the quick update on this very label must give a mask at its centre"
+    r = requests.post(f"{url}/infer/{MODEL}", params={"image": series_uid, "output": "dicom_seg"},
+                      data={"params": json.dumps(request)}, timeout=120)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/dicom", r.text[:300]
+    (tmp_path / "answer.dcm").write_bytes(r.content)
+    seg = pydicom.dcmread(tmp_path / "answer.dcm")
+    assert seg.Modality == "SEG" and seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
+    back, names = read_dicom_seg(str(tmp_path / "answer.dcm"), files)
+    assert names == {1: "lung_nodule"}  # from the served model's labels (no label_info sent)
+    np.testing.assert_array_equal(back, mask.transpose(2, 1, 0))
+
+
 def test_bad_input_on_dicomweb(app, tmp_path):
     client = app[0]
     wrong = tmp_path / "wrong.nii.gz"
@@ -106,3 +149,8 @@ def test_bad_input_on_dicomweb(app, tmp_path):
     with pytest.raises(MONAILabelClientException) as err:
         client.infer(MODEL, "1.2.3.4.5", {"foreground": [[1, 1, 1]]})
     assert "Status: 404" in str(err.value.msg) and "not in the datastore" in str(err.value.msg)
+    url = app[1]
+    with open(wrong, "rb") as f:  # a SEG references a series of the datastore: an upload has none
+        r = requests.post(f"{url}/infer/{MODEL}", params={"output": "dicom_seg"}, files={"file": ("x.nii.gz", f)},
+                          data={"params": "{}"}, timeout=60)
+    assert r.status_code == 400 and "image=<SeriesInstanceUID>" in r.json()["detail"], r.text

@@ -231,3 +231,9 @@ def test_infer_params_that_are_not_json_are_400(server):
     res = requests.post(f"{url}/infer/{MODEL}", params={"image": "T0001"}, timeout=60,
                         data={"params": json.dumps({"foreground": [[48, 48]], "threshold": 2})})
     assert res.status_code == 400 and "threshold" in res.json()["detail"] and "out of range" in res.json()["detail"]
+
+
+def test_output_dicom_seg_on_a_local_datastore_is_400_naming_the_way_out(server):
+    res = requests.post(f"{server[0]}/infer/{MODEL}", params={"image": "T0001", "output": "dicom_seg"}, timeout=60,
+                        data={"params": json.dumps({"foreground": [[48, 48]]})})
+    assert res.status_code == 400 and "DICOMweb" in res.json()["detail"] and "output=image" in res.json()["detail"]
