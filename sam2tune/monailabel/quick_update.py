@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
+from sam2tune.losses.propagation import PropagationLoss
 from sam2tune.monailabel.images import load_image, read_label, slice_input
 from sam2tune.monailabel.model import BundleModel
 from sam2tune.prompts.simulate import mask_to_box, sample_points
@@ -109,6 +110,7 @@ class QuickUpdater:
         self.model, self.labelled = model, labelled
         self.steps, self.replay, self.learning_rate, self.seed = int(steps), int(replay), float(learning_rate), seed
         self.loss = DiceCELoss(sigmoid=True)
+        self.tracker_loss = PropagationLoss()
         self._cond = threading.Condition()
         self._wanted = 0  # +1 per submitted label
         self._done = 0  # the request number the served weights include
@@ -183,6 +185,35 @@ class QuickUpdater:
         with self._cond:
             return self._wanted != target
 
+    def _loss(self, net: torch.nn.Module, features: dict, prompt: dict, target: torch.Tensor) -> torch.Tensor:
+        """The loss of one sample: target (1, 1, H, W) binary, prompt {"boxes"} or {"point_coords", "point_labels"}.
+
+        Photos are answered by the image path (one mask): Dice + CE on it. A volume is answered through SAM2's
+        tracker, which blanks a slice whose object score is negative and, for a single click, keeps the best of
+        SAM2's 3 candidate masks as rated by its IoU head (``multimask_output_in_sam``; a box counts as two points:
+        one mask). So a volume model is trained as SAM2 trains it (``PropagationLoss``: object score, and for a click
+        the best candidate plus the IoU head), besides the one mask of the image path; a decoder updated on the
+        single mask alone would not change what propagation answers.
+        """
+        h, w = target.shape[-2:]
+        scale = (net.image_size / w, net.image_size / h)
+
+        def up(low: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(low.float(), size=(h, w), mode="bilinear", align_corners=False)
+
+        if self.model.dimension == 2:
+            low, _ = net.decode(features, scale=scale, multimask_output=False, **prompt)
+            return self.loss(up(low[:, :1]), target)
+        low, _, score = net.decode(features, scale=scale, multimask_output=False, object_scores=True, **prompt)
+        mask = target[:, 0]  # (O=1, T=1, H, W) for PropagationLoss
+        loss = self.tracker_loss({"logits": up(low), "object_scores": score}, mask[None])
+        if "point_coords" in prompt and prompt["point_coords"].shape[1] == 1:
+            low, iou, score = net.decode(features, scale=scale, multimask_output=True, object_scores=True, **prompt)
+            candidates = {"logits": up(low[:, :1]), "candidates": up(low)[:, None], "ious": iou[:, None],
+                          "object_scores": score}
+            loss = loss + self.tracker_loss(candidates, mask[None])
+        return loss
+
     def _update(self, target: int, newest: list[str]) -> dict:
         t0 = time.perf_counter()
         items = self.labelled()
@@ -221,10 +252,8 @@ class QuickUpdater:
             kwargs = ({"boxes": torch.from_numpy(s.box.astype(np.float32))[None]} if rng.random() < 0.5 else
                       {"point_coords": torch.from_numpy(s.click)[None], "point_labels": torch.ones(1, 1)})
             kwargs = {k: v.to(self.model.device) for k, v in kwargs.items()}
-            low, _ = shadow.decode(features[i], scale=(shadow.image_size / w, shadow.image_size / h),
-                                   multimask_output=False, **kwargs)
-            logits = F.interpolate(low[:, :1].float(), size=(h, w), mode="bilinear", align_corners=False)
-            loss = self.loss(logits, torch.from_numpy(s.mask)[None, None].to(logits.device))
+            truth = torch.from_numpy(s.mask)[None, None].to(self.model.device)
+            loss = self._loss(shadow, features[i], kwargs, truth)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

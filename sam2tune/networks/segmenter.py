@@ -252,7 +252,8 @@ class SAM2Segmenter(nn.Module):
         mask_prompt: torch.Tensor | None = None,
         scale: tuple[float, float] = (1.0, 1.0),
         multimask_output: bool | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        object_scores: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """Run the mask decoder on encoded features and prompts.
 
         Args:
@@ -263,9 +264,12 @@ class SAM2Segmenter(nn.Module):
             mask_prompt: (B, 1, h, w) mask prompt.
             scale: (sx, sy) from input pixels to model pixels.
             multimask_output: SAM's 3 candidate masks instead of one; None = the network's ``multimask_output``.
+            object_scores: also return SAM2's object-score logits (B, 1) (> 0: the object is present; SAM2's tracker
+                blanks the slice otherwise).
 
         Returns:
-            (low-res logits (B, K, S/4, S/4), predicted IoU (B, K)); K = 3 with multimask output, else 1.
+            (low-res logits (B, K, S/4, S/4), predicted IoU (B, K)); K = 3 with multimask output, else 1; with
+            ``object_scores`` a third element, the object-score logits (B, 1).
         """
         embed = self.embed_dropout(features["image_embed"])
         if "high_res_feats" in features:
@@ -275,7 +279,7 @@ class SAM2Segmenter(nn.Module):
         batch = embed.shape[0]
         sparse, dense = self.embed_prompts(batch, boxes, point_coords, point_labels, mask_prompt, scale)
         multi = self.multimask_output if multimask_output is None else multimask_output
-        low_res, iou, _, _ = self.sam.sam_mask_decoder(
+        low_res, iou, _, object_score = self.sam.sam_mask_decoder(
             image_embeddings=embed,
             image_pe=self.sam.sam_prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse.to(embed.dtype),
@@ -284,7 +288,7 @@ class SAM2Segmenter(nn.Module):
             repeat_image=False,
             high_res_features=high_res,
         )
-        return low_res, iou
+        return (low_res, iou, object_score) if object_scores else (low_res, iou)
 
     def forward(
         self,

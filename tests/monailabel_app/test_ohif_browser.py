@@ -8,6 +8,7 @@ reason only where that is impossible. Screenshots of each step go to the test's 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -19,9 +20,12 @@ import nrrd
 import numpy as np
 import pydicom
 import pytest
+import requests
 from dicomweb_client import DICOMwebClient
 from monailabel.client import MONAILabelClient
+from PIL import Image
 
+from sam2tune.io.dicom_seg import read_dicom_seg
 from sam2tune.io.dicom_series import write_dicom_series
 
 from .conftest import apt_install
@@ -34,8 +38,9 @@ from selenium.webdriver.common.by import By  # noqa: E402
 
 MODEL = "lung_nodule_ct_sam2"
 D, H, W = 8, 64, 64
-CENTRE, RADIUS = (32, 30, 4), 12  # x, y, z of the nodule (voxels); radius in x/y voxels
-SHOTS = os.environ.get("SAM2TUNE_OHIF_SHOTS")  # copy the screenshots here too (docs/ figures)
+CENTRE, RADIUS = (32, 30, 2), 12  # x, y, z of the nodule (voxels); radius in x/y voxels
+SHOTS = os.environ.get("SAM2TUNE_OHIF_SHOTS")  # copy the screenshots here too (docs/ figures) ...
+DOC_SHOTS = {"1_study_list", "2_viewer_connected", "4_viewer_with_mask", "5_saved_segmentation", "6_failed_infer"}
 
 
 def _chromium() -> tuple[str, str] | None:
@@ -43,22 +48,38 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
+def _phantom(work, name: str, centre: tuple[int, int, int], modality: str = "CT") -> tuple[list[str], np.ndarray]:
+    """A CT-like series (a +40 HU nodule in -800 HU lung), its own patient and study; (files, (I, J, K) truth)."""
+    zz, yy, xx = np.mgrid[:D, :H, :W]
+    inside = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 + ((zz - centre[2]) * 4) ** 2 <= RADIUS ** 2
+    files = write_dicom_series(np.where(inside, 40.0, -800.0) + 1024, str(work / name), spacing=(2.5, 0.8, 0.8),
+                               modality=modality, patient_id=name, series_description=f"sam2tune {name}",
+                               extra={"RescaleIntercept": -1024})
+    return files, inside.transpose(2, 1, 0).astype(np.uint8)
+
+
 @pytest.fixture(scope="module")
 def browser_app(orthanc, server_control, tmp_path_factory):
-    """(url, dicomweb url, series uid, study uid) of the app serving the lung bundle from Orthanc."""
+    """The app serving the lung bundle from Orthanc (quick updates on), over three studies: `ohif-phantom` (the one
+    clicked on), `ohif-labelled` (another nodule, whose label the fast loop learns from) and `ohif-mr` (an MR series
+    the datastore does not list: its Modality filter is CT)."""
     work = tmp_path_factory.mktemp("ohif")
-    zz, yy, xx = np.mgrid[:D, :H, :W]
-    inside = (xx - CENTRE[0]) ** 2 + (yy - CENTRE[1]) ** 2 + ((zz - CENTRE[2]) * 4) ** 2 <= RADIUS ** 2
-    files = write_dicom_series(np.where(inside, 40.0, -800.0) + 1024, str(work / "ct"), spacing=(2.5, 0.8, 0.8),
-                               modality="CT", patient_id="ohif-phantom", series_description="sam2tune OHIF phantom",
-                               extra={"RescaleIntercept": -1024})
-    DICOMwebClient(orthanc).store_instances([pydicom.dcmread(f) for f in files])
-    ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    series = {"ohif-phantom": _phantom(work, "ohif-phantom", CENTRE),
+              "ohif-labelled": _phantom(work, "ohif-labelled", (28, 36, 4)),
+              "ohif-mr": _phantom(work, "ohif-mr", CENTRE, "MR")}
+    for files, _ in series.values():
+        DICOMwebClient(orthanc).store_instances([pydicom.dcmread(f) for f in files])
+    uids = {}
+    for name, (files, truth) in series.items():
+        ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+        uids[name] = {"series": str(ds.SeriesInstanceUID), "study": str(ds.StudyInstanceUID), "files": files,
+                      "truth": truth}
     start_server, stop_server = server_control
-    conf = {"models": MODEL, "image_size": 64, "sam2_variant": "tiny", "device": "cpu"}
+    conf = {"models": MODEL, "image_size": 64, "sam2_variant": "tiny", "device": "cpu", "auto_update": "true",
+            "update_steps": 150, "update_learning_rate": 1e-3}
     proc, url = start_server(orthanc, str(work / "model"), str(work / "server.log"), conf,
                              env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(work / "cache")})
-    yield url, str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID), work
+    yield url, uids, work
     stop_server(proc)
 
 
@@ -94,7 +115,7 @@ def _wait(fn, timeout=60.0, what=""):
 def _shot(d, work, name):
     path = work / f"{name}.png"
     d.save_screenshot(str(path))
-    if SHOTS:
+    if SHOTS and name in DOC_SHOTS:
         os.makedirs(SHOTS, exist_ok=True)
         shutil.copy(path, os.path.join(SHOTS, f"ohif_{name}.png"))
     return path
@@ -121,19 +142,16 @@ def _body(d) -> str:
     return d.find_element(By.TAG_NAME, "body").text
 
 
-def test_click_segment_in_ohif(browser_app, driver, tmp_path):
-    url, series_uid, study_uid, work = browser_app
-    d = driver
-    # 1. study list
-    d.get(url + "/ohif/")
-    _wait(lambda: "ohif-phantom" in _body(d), what="the study in OHIF's study list")
-    assert "CT" in _body(d)
-    _shot(d, work, "1_study_list")
-
-    # 2. viewer (MONAI Label mode) and the panel: the server URL is the panel's cookie, as after a user typed it once
+def _open_viewer(d, url: str, study_uid: str, series_description: str) -> None:
+    """The MONAI Label mode on a study, the panel connected (GET /info/), Point Prompts on `lung_nodule`. The server
+    URL is the panel's cookie, as after a user typed it once."""
+    if not d.current_url.startswith(url):
+        d.get(url + "/ohif/")
     d.add_cookie({"name": "MONAILABEL_SERVER_URL", "value": urllib.parse.quote(url + "/", safe=""), "path": "/"})
     d.get(url + f"/ohif/monai-label?StudyInstanceUIDs={study_uid}")
-    _wait(lambda: "I:" in _body(d) and "sam2tune OHIF phantom" in _body(d), what="the series in the viewport")
+    _wait(lambda: "I:" in _body(d) and series_description in _body(d), what="the series in the viewport")
+    for hide in d.find_elements(By.XPATH, "//button[normalize-space()='Confirm and Hide']"):
+        hide.click()  # OHIF's "investigational use" banner, once per browser session
     _wait(lambda: d.find_element(By.ID, "monailabelServerURL").get_attribute("value") == url + "/", what="panel URL")
     d.find_element(By.CSS_SELECTOR, "table.settingsTable button.actionButton").click()  # connect
     _wait(lambda: "Point Prompts" in _body(d), what="the panel connected (GET /info/)")
@@ -142,11 +160,16 @@ def test_click_segment_in_ohif(browser_app, driver, tmp_path):
     _wait(lambda: any(o.text == MODEL for o in d.find_elements(By.CSS_SELECTOR, "select option")),
           what="the interactive model in the Point Prompts selector")
     d.find_element(By.XPATH, "//tr[contains(@class,'clickable-row')][td[contains(., 'lung_nodule')]]").click()
-    _shot(d, work, "2_viewer_connected")
 
-    # 3. a point at the middle of the axial viewport (the nodule), Run
-    canvas = d.find_elements(By.CSS_SELECTOR, "canvas.cornerstone-canvas")[0]
-    ActionChains(d).move_to_element(canvas).click().perform()
+
+def _canvas(d):
+    return d.find_elements(By.CSS_SELECTOR, "canvas.cornerstone-canvas")[0]
+
+
+def _click_and_run(d) -> str:
+    """A point at the middle of the axial viewport (the nodule) with the panel's point tool, then Run; the page text
+    once the panel has its answer."""
+    ActionChains(d).move_to_element(_canvas(d)).click().perform()
     _wait(lambda: d.execute_script("return window.cornerstoneTools.annotation.state.getAllAnnotations()"
                                    ".filter(a => a.metadata.toolName === 'ProbeMONAILabel').length") == 1,
           what="the point in cornerstone's annotation state")
@@ -154,30 +177,172 @@ def test_click_segment_in_ohif(browser_app, driver, tmp_path):
     run = [b for b in d.find_elements(By.XPATH, "//button[normalize-space()='Run']") if b.is_displayed()]
     assert len(run) == 1
     run[0].click()
-    _wait(lambda: "Successful" in _body(d) or "Failed" in _body(d), 120, "the infer answer")
+    done = ("Running Inference for Point Prompts - Successful", "Failed to Run Inference for Point Prompts")
+    return _wait(lambda: (lambda t: t if any(m in t for m in done) else "")(_body(d)), 120, "the infer answer")
+
+
+def _coloured_pixels(d, work, name: str) -> int:
+    """Pixels of the axial viewport in a screenshot that are not grey (the CT is grey; a segmentation is coloured)."""
+    path = _shot(d, work, name)
+    rect = _canvas(d).rect
+    x0, y0 = int(rect["x"]), int(rect["y"])
+    rgb = np.asarray(Image.open(path).convert("RGB"), np.int16)[y0:y0 + int(rect["height"]), x0:x0 + int(rect["width"])]
+    return int(((rgb.max(-1) - rgb.min(-1)) > 40).sum())
+
+
+def _answer(d) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The params the page sent, the voxels it received (the NRRD buffer the panel copies into the viewer) and the
+    same mask in the series' (I, J, K) order, read from the NRRD header, in its only /infer/ call so far."""
+    exchanges = _infer_exchanges(d)
+    assert len(exchanges) == 1
+    request, response, body = exchanges[0]
+    assert response["status"] == 200
+    post = request["postData"]
+    params = json.loads(post[post.index("{"):post.rindex("}") + 1])
+    stream = io.BytesIO(body)
+    header = nrrd.read_header(stream)
+    shown = nrrd.read_data(header, stream)
+    assert shown.shape == (W, H, D) and header["space"] == "left-posterior-superior"
+    axes = np.asarray(header["space directions"], float)
+    descending = np.dot(axes[2], np.cross(axes[0], axes[1])) < 0  # slices run against the normal: cornerstone's order
+    return params | {"_url": request["url"]}, np.asarray(shown), np.asarray(shown)[:, :, ::-1] if descending else shown
+
+
+def test_click_segment_in_ohif(browser_app, driver, tmp_path):
+    url, uids, work = browser_app
+    target = uids["ohif-phantom"]
+    d = driver
+    # 1. study list
+    d.get(url + "/ohif/")
+    _wait(lambda: "ohif-phantom" in _body(d) and "ohif-labelled" in _body(d), what="the studies in the study list")
+    assert "CT" in _body(d)
+    _shot(d, work, "1_study_list")
+
+    # 2. viewer (MONAI Label mode) and the panel
+    _open_viewer(d, url, target["study"], "sam2tune ohif-phantom")
+    _shot(d, work, "2_viewer_connected")
+
+    # 3. a point on the nodule, Run (random initial weights: the mask may be empty or anything)
+    _infer_exchanges(d)  # drop what the page loaded so far
+    text = _click_and_run(d)
     errors = [e["message"][:400] for e in d.get_log("browser")
               if e["level"] == "SEVERE" and "googleapis" not in e["message"]]
-    assert "Running Inference for Point Prompts - Successful" in _body(d), (_body(d)[:300], errors[-8:])
+    assert "Running Inference for Point Prompts - Successful" in text, (text[:300], errors[-8:])
     time.sleep(1)
     _shot(d, work, "3_viewer_after_infer")
 
     # 4. what the browser sent and received
-    exchanges = _infer_exchanges(d)
-    assert len(exchanges) == 1
-    request, response, body = exchanges[0]
-    assert response["status"] == 200 and f"image={series_uid}" in request["url"]
-    post = request["postData"]
-    params = json.loads(post[post.index("{"):post.rindex("}") + 1])
+    params, shown, series_order = _answer(d)
+    assert f"image={target['series']}" in params.pop("_url")
     (fx, fy, fz), = params["foreground"]
     assert (fx - CENTRE[0]) ** 2 + (fy - CENTRE[1]) ** 2 < RADIUS ** 2 and 0 <= fz < D  # the click is on the nodule
     assert params["result_extension"] == ".nrrd"
-    (tmp_path / "answer.nrrd").write_bytes(body)
-    shown, header = nrrd.read(str(tmp_path / "answer.nrrd"))
-    assert shown.shape == (W, H, D) and header["space"] == "left-posterior-superior"
 
     # the same request outside the browser (a fresh session) gives the same mask: the browser got the app's answer
     client = MONAILabelClient(url, tmpdir=str(tmp_path))
-    again, _ = client.infer(MODEL, series_uid, {**params, "reset": True})
+    again, _ = client.infer(MODEL, target["series"], {**params, "reset": True})
     np.testing.assert_array_equal(np.asarray(nrrd.read(again)[0]), shown)
-    nifti, _ = client.infer(MODEL, series_uid, {"foreground": params["foreground"], "background": [], "reset": True})
-    np.testing.assert_array_equal(np.asarray(nib.load(nifti).dataobj), shown)
+    nifti, _ = client.infer(MODEL, target["series"], {"foreground": params["foreground"], "background": [],
+                                                      "reset": True})
+    np.testing.assert_array_equal(np.asarray(nib.load(nifti).dataobj), series_order)
+
+
+def _quick_update_served(url: str, requested: int, timeout: float = 300.0) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        status = requests.get(f"{url}/info/", timeout=60).json()["sam2tune"][MODEL]["quick_update"]
+        if status["served"] >= requested and not status["running"]:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"no quick update served after {timeout} s: {status}")
+
+
+def test_fast_loop_mask_in_ohif_then_save_it_to_the_pacs(browser_app, driver, orthanc, tmp_path):
+    """A label saved on another series (as Slicer saves it) updates the served model in seconds; the click in OHIF
+    then shows a mask on the viewport, and OHIF's own DICOM SEG export stores it in Orthanc, where it decodes to the
+    mask the browser received."""
+    url, uids, work = browser_app
+    target, labelled = uids["ohif-phantom"], uids["ohif-labelled"]
+    client = MONAILabelClient(url, tmpdir=str(tmp_path))
+    affine = nib.load(client.infer(MODEL, labelled["series"], {"foreground": [[28, 36, 4]], "reset": True})[0]).affine
+    nib.save(nib.Nifti1Image(labelled["truth"], affine), tmp_path / "label.nii.gz")
+    saved = client.save_label(labelled["series"], str(tmp_path / "label.nii.gz"), tag="final",
+                              params={"label_names": {"lung_nodule": 1}, "model": MODEL})
+    status = _quick_update_served(url, saved["quick_update"][MODEL])
+    assert "error" not in status["last"] and status["last"]["trained_on"] == [labelled["series"]], status
+
+    d = driver
+    _open_viewer(d, url, target["study"], "sam2tune ohif-phantom")
+    _infer_exchanges(d)
+    before = _coloured_pixels(d, work, "4a_before_run")
+    text = _click_and_run(d)
+    assert "Running Inference for Point Prompts - Successful" in text, text[:300]
+    time.sleep(1)
+    after = _coloured_pixels(d, work, "4_viewer_with_mask")
+    _, _, shown = _answer(d)
+    truth = target["truth"]
+    dice = 2 * float((shown > 0)[truth > 0].sum()) / max(1, int((shown > 0).sum() + truth.sum()))
+    print(f"OHIF fast loop: mask of {int((shown > 0).sum())} voxels, Dice {dice:.3f} against the nodule; coloured "
+          f"viewport pixels {before} -> {after}")
+    assert shown.any() and after > before + 100, (dice, before, after)  # the mask is drawn on the viewport
+
+    # Save: OHIF's own export (dcmjs SEG, STOW-RS through the server's /proxy/dicom) - the command the segmentation
+    # panel's "Export DICOM SEG" runs in OHIF's other modes; this mode has no button for it, so the test runs it.
+    segmentations = d.execute_script("return window.services.segmentationService.getSegmentations()"
+                                    ".map(s => s.segmentationId || s.id)")
+    assert len(segmentations) == 1
+    d.execute_script("window._sam2tuneSave = Promise.resolve(window.commandsManager.runCommand('storeSegmentation', "
+                     "{segmentationId: arguments[0]}, 'CORNERSTONE')).then(() => 'done', e => 'error: ' + e);"
+                     "window._sam2tuneSave.then(r => { window._sam2tuneSaved = r; });", segmentations[0])
+    field = _wait(lambda: [i for i in d.find_elements(By.CSS_SELECTOR, "div[role=dialog] input, .modal input, "
+                                                      "input[type=text]") if i.is_displayed()], 30, "the save dialog")
+    field[0].send_keys("sam2tune OHIF save")
+    _shot(d, work, "5a_save_dialog")
+    save = [b for b in d.find_elements(By.XPATH, "//button[normalize-space()='Save']") if b.is_displayed()]
+    save[0].click()
+    saved = _wait(lambda: d.execute_script("return window._sam2tuneSaved"), 60, "OHIF's store to finish")
+    assert saved == "done", saved
+    qido = DICOMwebClient(orthanc)
+
+    def stored():
+        found = qido.search_for_series(target["study"], search_filters={"Modality": "SEG"})
+        return [pydicom.Dataset.from_json(s) for s in found
+                if pydicom.Dataset.from_json(s).get("SeriesDescription") == "sam2tune OHIF save"]
+
+    seg_series = _wait(stored, 60, "the SEG series in Orthanc")[0].SeriesInstanceUID
+    # OHIF lists the stored SEG (read back from Orthanc) and offers to open it in the viewport. No: opening a SEG
+    # display set in this mode fails inside OHIF 3 ("reading 'volumeId'"); the drawn mask stays, the SEG is listed.
+    no = _wait(lambda: [b for b in d.find_elements(By.XPATH, "//button[normalize-space()='No']") if b.is_displayed()],
+               30, "OHIF's offer to open the stored SEG")
+    no[0].click()
+    _wait(lambda: "sam2tune OHIF save" in _body(d), 30, "the SEG in OHIF's study browser")
+    time.sleep(1)
+    _shot(d, work, "5_saved_segmentation")
+    seg = qido.retrieve_series(target["study"], seg_series)[0]
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == target["series"]
+    seg.save_as(tmp_path / "ohif_seg.dcm")
+    back, names = read_dicom_seg(str(tmp_path / "ohif_seg.dcm"), target["files"])
+    assert list(names.values()) == ["lung_nodule"], names
+    # What OHIF stores is what it drew with the slice order reversed: the SEG's frames (positions and referenced
+    # images alike) run against the viewer's labelmap. OHIF 3 as MONAI Label 0.8.5 bundles it; the nodule is
+    # off-centre in z, so the flip shows. Pinned, so that a fixed OHIF shows up here. A SEG that decodes to the drawn
+    # mask: save through MONAI Label (PUT /datastore/label, pydicom-seg; test_dicomweb.py).
+    drawn = shown.transpose(2, 1, 0) > 0
+    assert not np.array_equal(back > 0, drawn)
+    np.testing.assert_array_equal(back > 0, drawn[::-1])
+
+
+def test_a_failed_infer_reaches_the_panel(browser_app, driver):
+    """An MR series that the datastore does not list (its filter is Modality CT): the panel's Run ends in its error
+    notification, and the answer the browser got says why (404 naming the series)."""
+    url, uids, work = browser_app
+    d = driver
+    _open_viewer(d, url, uids["ohif-mr"]["study"], "sam2tune ohif-mr")
+    _infer_exchanges(d)
+    text = _click_and_run(d)
+    assert "Failed to Run Inference for Point Prompts" in text, text[:300]
+    _shot(d, work, "6_failed_infer")
+    (request, response, body), = _infer_exchanges(d)
+    assert response["status"] == 404 and uids["ohif-mr"]["series"] in request["url"]
+    detail = json.loads(body)["detail"]
+    assert "is not in the datastore" in detail, detail

@@ -123,3 +123,39 @@ def test_an_update_on_old_weights_is_not_swapped_in(store):
     gen = model.generation
     assert model.swap_decoder(net, "/nonexistent", gen - 1, {}) is False  # taken from other weights: refused
     assert model.generation == gen
+
+
+@pytest.mark.parametrize("bundle, trains_tracker_heads", [(MODEL, False), ("lung_nodule_ct_sam2", True)])
+def test_a_volume_model_is_updated_as_its_tracker_answers(tmp_path, bundle, trains_tracker_heads):
+    """One click on a volume is answered by SAM2's tracker: the best of 3 candidates by the IoU head, blanked where the
+    object score is negative. So a volume model's update trains those heads (and every candidate token); a photo
+    model's update (one mask, the image path) leaves them alone."""
+    settings = AppSettings(model_dir=str(tmp_path / "model"), sam2_variant="tiny", image_size=64, device="cpu")
+    torch.manual_seed(0)
+    model = BundleModel(bundle, settings)
+    updater = QuickUpdater(model, lambda: [])
+    net = model.network()
+    for p in net.sam.sam_mask_decoder.parameters():  # what a quick update trains (the served copy is frozen)
+        p.requires_grad_(True)
+    net.train()  # as the update runs its copy (SAM2's decoder picks among its tokens by stability in eval mode)
+    x = np.random.default_rng(0).random((model.in_channels, 64, 64), dtype=np.float32)
+    truth = torch.zeros(1, 1, 64, 64)
+    truth[..., 20:40, 24:44] = 1
+    click = {"point_coords": torch.tensor([[[34.0, 30.0]]]), "point_labels": torch.ones(1, 1)}
+    net.zero_grad(set_to_none=True)
+    updater._loss(net, model.features(x), click, truth).backward()
+    decoder = net.sam.sam_mask_decoder
+
+    def moved(module) -> bool:
+        return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+    assert moved(decoder.iou_prediction_head) is trains_tracker_heads
+    assert moved(decoder.pred_obj_score_head) is trains_tracker_heads
+    candidates = decoder.output_hypernetworks_mlps[1:]  # the best one is trained (min over candidates, as SAM2)
+    assert any(moved(m) for m in candidates) is trains_tracker_heads
+    assert moved(decoder.output_hypernetworks_mlps[0])  # the one mask of the image path, always
+    box = {"boxes": torch.tensor([[24.0, 20.0, 43.0, 39.0]])}
+    net.zero_grad(set_to_none=True)
+    updater._loss(net, model.features(x), box, truth).backward()  # a box counts as two points: one mask
+    assert not any(moved(m) for m in candidates)
+    assert moved(decoder.pred_obj_score_head) is trains_tracker_heads
