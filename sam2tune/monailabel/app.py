@@ -119,12 +119,23 @@ def on_label_saved(updaters: dict[str, QuickUpdater], datastore: Datastore, imag
     return {"quick_update": queued} if queued else {}
 
 
+VIEWERS = {
+    3: {"slicer": True, "ohif": True, "inputs": "volumes: NIfTI / NRRD / DICOM series in a local datastore, or DICOM "
+                                              "series from a DICOMweb server (OHIF's path)"},
+    2: {"slicer": True, "ohif": False, "inputs": "photos (JPEG / PNG) in a local datastore",
+        "why_not_ohif": "OHIF shows DICOM from a DICOMweb server, and a 2D bundle reads photos: a fundus or steel "
+                        "photo stored as a DICOM secondary capture is a series the 2D infer does not read (it answers "
+                        "400 'reads photos'). Use 3D Slicer, or POST /infer with the photo."},
+}
+
+
 def served_info(models: dict[str, BundleModel], updaters: dict[str, QuickUpdater]) -> dict:
-    """What GET /info/ adds under "sam2tune": per bundle, the served weights and the quick-update state."""
+    """What GET /info/ adds under "sam2tune": per bundle, the served weights, the quick-update state and the viewers
+    that can use it (``VIEWERS``: the 2D bundles are not usable from OHIF, and why)."""
     out = {}
     for name, model in models.items():
         entry = {"weights": dict(model.served), "weights_version": model.weights_version(),
-                 "embeddings": model.embedding_stats()}
+                 "embeddings": model.embedding_stats(), "viewers": VIEWERS[model.dimension]}
         if name in updaters:
             entry["quick_update"] = updaters[name].status()
         out[name] = entry

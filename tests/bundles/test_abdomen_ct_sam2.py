@@ -244,8 +244,8 @@ def test_long_fine_tune_reaches_both_ends_of_every_organ(tmp_path, bundle_tools)
             ]
             reach[(case, organ)] = bool(hits) and min(hits) < key < max(hits)
     print("Done-when (long):", {"trained": trained["mean_dice"], "untrained": untrained, "reach": reach})
-    # Measured (2026-12-01, 2-core CPU, 1923 s): trained 0.865 vs untrained 0.022; all 10 organ-volumes reached both
-    # ways.
+    # The 0.865 once recorded here is not reproduced: issue 20's reruns of this test give 0.549 vs 0.022 and one
+    # organ-volume not reached both ways, so this test fails on CPU until the 3D training is made robust (issue 20).
     assert len(reach) == 2 * len(ORGANS) and all(reach.values()), reach
     assert trained["mean_dice"] >= 0.7 and trained["mean_dice"] >= untrained + 0.5, (trained["mean_dice"], untrained)
 

@@ -122,6 +122,7 @@ def test_quick_update_from_a_dicomweb_label_and_output_dicom_seg(app, ct_series,
     status = _quick_update_served(url, answer["quick_update"][MODEL])
     assert "error" not in status["last"] and status["last"]["trained_on"] == [series_uid], status
     assert "not a DICOM-SEG" not in open(log_path).read()
+    assert requests.get(f"{url}/info/", timeout=60).json()["sam2tune"][MODEL]["viewers"]["ohif"] is True
 
     request = {"foreground": [[32, 30, 4]], "reset": True}
     nifti, params = client.infer(MODEL, series_uid, request)

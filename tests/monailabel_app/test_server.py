@@ -237,3 +237,5 @@ def test_output_dicom_seg_on_a_local_datastore_is_400_naming_the_way_out(server)
     res = requests.post(f"{server[0]}/infer/{MODEL}", params={"image": "T0001", "output": "dicom_seg"}, timeout=60,
                         data={"params": json.dumps({"foreground": [[48, 48]]})})
     assert res.status_code == 400 and "DICOMweb" in res.json()["detail"] and "output=image" in res.json()["detail"]
+    viewers = requests.get(f"{server[0]}/info/", timeout=60).json()["sam2tune"][MODEL]["viewers"]
+    assert viewers["ohif"] is False and "secondary capture" in viewers["why_not_ohif"]  # a 2D bundle says why
