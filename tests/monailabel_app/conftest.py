@@ -47,6 +47,18 @@ def wait_for_training(client, log_path: str, timeout: float) -> dict:
     return status
 
 
+def quick_update_served(url: str, model: str, requested: int, timeout: float = 300.0) -> dict:
+    """Poll GET /info/ until quick update number `requested` of `model` is served -> its quick_update status."""
+    end, status = time.monotonic() + timeout, None
+    while time.monotonic() < end:
+        info = json.loads(urllib.request.urlopen(f"{url}/info/", timeout=60).read())
+        status = info["sam2tune"][model]["quick_update"]
+        if status["served"] >= requested and not status["running"]:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"no quick update served after {timeout} s: {status}")
+
+
 @pytest.fixture(scope="session")
 def training_waiter():
     """wait_for_training(client, log_path, timeout) for tests that start a train job."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 import nibabel as nib
@@ -18,6 +17,8 @@ from monailabel.client.client import MONAILabelClientException
 
 from sam2tune.io.dicom_seg import read_dicom_seg
 from sam2tune.io.dicom_series import write_dicom_series
+
+from .conftest import quick_update_served
 
 MODEL = "lung_nodule_ct_sam2"
 D, H, W = 8, 64, 64
@@ -98,16 +99,6 @@ def test_infer_and_seg_write_back(app, orthanc, ct_series, tmp_path):
     assert {s["00080060"]["Value"][0] for s in series} == {"CT", "SEG"}
 
 
-def _quick_update_served(url: str, requested: int, timeout: float = 300.0) -> dict:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        status = requests.get(f"{url}/info/", timeout=60).json()["sam2tune"][MODEL]["quick_update"]
-        if status["served"] >= requested and not status["running"]:
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"no quick update served after {timeout} s: {status}")
-
-
 def test_quick_update_from_a_dicomweb_label_and_output_dicom_seg(app, ct_series, tmp_path):
     """A final label saved on DICOMweb trains the served model (the label is read from the server's cached NIfTI, not
     re-downloaded as a SEG); then output=dicom_seg answers a pydicom-seg SEG equal to the NIfTI answer."""
@@ -119,7 +110,7 @@ def test_quick_update_from_a_dicomweb_label_and_output_dicom_seg(app, ct_series,
     nib.save(nib.Nifti1Image(truth, affine), tmp_path / "truth.nii.gz")
     answer = client.save_label(series_uid, str(tmp_path / "truth.nii.gz"), tag="final",
                                params={"label_names": {"lung_nodule": 1}, "model": MODEL})
-    status = _quick_update_served(url, answer["quick_update"][MODEL])
+    status = quick_update_served(url, MODEL, answer["quick_update"][MODEL])
     assert "error" not in status["last"] and status["last"]["trained_on"] == [series_uid], status
     assert "not a DICOM-SEG" not in open(log_path).read()
     assert requests.get(f"{url}/info/", timeout=60).json()["sam2tune"][MODEL]["viewers"]["ohif"] is True

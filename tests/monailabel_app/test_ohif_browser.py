@@ -20,7 +20,6 @@ import nrrd
 import numpy as np
 import pydicom
 import pytest
-import requests
 from dicomweb_client import DICOMwebClient
 from monailabel.client import MONAILabelClient
 from PIL import Image
@@ -28,7 +27,7 @@ from PIL import Image
 from sam2tune.io.dicom_seg import read_dicom_seg
 from sam2tune.io.dicom_series import write_dicom_series
 
-from .conftest import apt_install
+from .conftest import apt_install, quick_update_served
 
 pytestmark = pytest.mark.slow
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in requirements-dev.txt")
@@ -247,16 +246,6 @@ def test_click_segment_in_ohif(browser_app, driver, tmp_path):
     np.testing.assert_array_equal(np.asarray(nib.load(nifti).dataobj), series_order)
 
 
-def _quick_update_served(url: str, requested: int, timeout: float = 300.0) -> dict:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        status = requests.get(f"{url}/info/", timeout=60).json()["sam2tune"][MODEL]["quick_update"]
-        if status["served"] >= requested and not status["running"]:
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"no quick update served after {timeout} s: {status}")
-
-
 def test_fast_loop_mask_in_ohif_then_save_it_to_the_pacs(browser_app, driver, orthanc, tmp_path):
     """A label saved on another series (as Slicer saves it) updates the served model in seconds; the click in OHIF
     then shows a mask on the viewport, and OHIF's own DICOM SEG export stores it in Orthanc, where it decodes to the
@@ -268,7 +257,7 @@ def test_fast_loop_mask_in_ohif_then_save_it_to_the_pacs(browser_app, driver, or
     nib.save(nib.Nifti1Image(labelled["truth"], affine), tmp_path / "label.nii.gz")
     saved = client.save_label(labelled["series"], str(tmp_path / "label.nii.gz"), tag="final",
                               params={"label_names": {"lung_nodule": 1}, "model": MODEL})
-    status = _quick_update_served(url, saved["quick_update"][MODEL])
+    status = quick_update_served(url, MODEL, saved["quick_update"][MODEL])
     assert "error" not in status["last"] and status["last"]["trained_on"] == [labelled["series"]], status
 
     d = driver
