@@ -248,7 +248,6 @@ class QuickUpdater:
                 return {"request": target, "superseded": True, "steps": step}
             i = int(rng.integers(len(samples)))
             s = samples[i]
-            h, w = s.mask.shape
             kwargs = ({"boxes": torch.from_numpy(s.box.astype(np.float32))[None]} if rng.random() < 0.5 else
                       {"point_coords": torch.from_numpy(s.click)[None], "point_labels": torch.ones(1, 1)})
             kwargs = {k: v.to(self.model.device) for k, v in kwargs.items()}
