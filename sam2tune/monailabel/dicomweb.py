@@ -82,6 +82,23 @@ def seg_on_series(files: list[str], label_path: str, label_info: dict, out: str,
     return labels
 
 
+def cached_series_files(image_dir: str, series_uid: str = "") -> list[str]:
+    """The DICOM files of a cached series folder, sorted along the slice normal (GDCM's order); 404 when empty.
+
+    Args:
+        image_dir: the series' folder in MONAI Label's DICOMweb cache.
+        series_uid: read only this series when the folder holds it (else every file of the folder).
+    """
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(image_dir, series_uid)) if series_uid else []
+    files = files or list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(image_dir))
+    if not files:
+        raise not_found(
+            f"Series {series_uid or os.path.basename(image_dir)}: no DICOM files cached in {image_dir}; re-open the "
+            f"image (GET /infer or /datastore/image) and ask again."
+        )
+    return files
+
+
 def answer_seg(image_dir: str, label_path: str, label_info: list | dict | None, use_itk: bool = True) -> str:
     """POST /infer?output=dicom_seg: the answered label as a DICOM SEG file on the cached series (pydicom-seg).
 
@@ -97,9 +114,7 @@ def answer_seg(image_dir: str, label_path: str, label_info: list | dict | None, 
     Returns:
         The SEG file path.
     """
-    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(image_dir))
-    if not files:
-        raise not_found(f"No cached DICOM series in {os.path.basename(image_dir)}; re-open the image and ask again.")
+    files = cached_series_files(image_dir, os.path.basename(image_dir))  # the folder is named by the series UID
     info = label_info if isinstance(label_info, dict) else {"label_info": label_info or []}
     fd, out = tempfile.mkstemp(suffix=".dcm")
     os.close(fd)
@@ -135,15 +150,7 @@ class SAM2DICOMWebDatastore(DICOMWebDatastore):
 
     def _series_files(self, image_id: str) -> list[str]:
         """The cached DICOM files of a series, sorted by position along the slice normal (GDCM's order)."""
-        image_dir = os.path.realpath(os.path.join(self._datastore.image_path(), image_id))
-        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(image_dir, image_id)) or list(
-            sitk.ImageSeriesReader.GetGDCMSeriesFileNames(image_dir))
-        if not files:
-            raise not_found(
-                f"Series {image_id}: no DICOM files cached in {image_dir}; re-open the image (GET /infer or "
-                f"/datastore/image)."
-            )
-        return files
+        return cached_series_files(os.path.realpath(os.path.join(self._datastore.image_path(), image_id)), image_id)
 
     def upload_seg(self, image_id: str, label_filename: str, label_info: dict[str, Any]) -> tuple[str, str]:
         """Label file -> DICOM SEG referencing the series -> STOW-RS; returns (SEG SeriesInstanceUID,

@@ -47,16 +47,20 @@ def wait_for_training(client, log_path: str, timeout: float) -> dict:
     return status
 
 
+def served_status(url: str, model: str) -> dict:
+    """GET /info/ -> the app's "sam2tune" entry of `model` (weights, quick_update, embeddings, viewers)."""
+    return json.loads(urllib.request.urlopen(f"{url}/info/", timeout=60).read())["sam2tune"][model]
+
+
 def quick_update_served(url: str, model: str, requested: int, timeout: float = 300.0) -> dict:
-    """Poll GET /info/ until quick update number `requested` of `model` is served -> its quick_update status."""
-    end, status = time.monotonic() + timeout, None
+    """Poll GET /info/ until quick update number `requested` of `model` is served -> ``served_status`` then."""
+    end = time.monotonic() + timeout
     while time.monotonic() < end:
-        info = json.loads(urllib.request.urlopen(f"{url}/info/", timeout=60).read())
-        status = info["sam2tune"][model]["quick_update"]
-        if status["served"] >= requested and not status["running"]:
+        status = served_status(url, model)
+        if status["quick_update"]["served"] >= requested and not status["quick_update"]["running"]:
             return status
         time.sleep(0.5)
-    raise AssertionError(f"no quick update served after {timeout} s: {status}")
+    raise AssertionError(f"no quick update served after {timeout} s: {served_status(url, model)}")
 
 
 @pytest.fixture(scope="session")

@@ -111,9 +111,10 @@ def test_quick_update_from_a_dicomweb_label_and_output_dicom_seg(app, ct_series,
     answer = client.save_label(series_uid, str(tmp_path / "truth.nii.gz"), tag="final",
                                params={"label_names": {"lung_nodule": 1}, "model": MODEL})
     status = quick_update_served(url, MODEL, answer["quick_update"][MODEL])
-    assert "error" not in status["last"] and status["last"]["trained_on"] == [series_uid], status
+    last = status["quick_update"]["last"]
+    assert "error" not in last and last["trained_on"] == [series_uid], status
     assert "not a DICOM-SEG" not in open(log_path).read()
-    assert requests.get(f"{url}/info/", timeout=60).json()["sam2tune"][MODEL]["viewers"]["ohif"] is True
+    assert status["viewers"]["ohif"] is True
 
     request = {"foreground": [[32, 30, 4]], "reset": True}
     nifti, params = client.infer(MODEL, series_uid, request)

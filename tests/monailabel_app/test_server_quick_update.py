@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
 import numpy as np
 import pytest
-import requests
 from monailabel.client import MONAILabelClient
 from PIL import Image
 
@@ -21,6 +19,8 @@ from sam2tune.monailabel.model import BundleModel
 from sam2tune.monailabel.prompts import parse_prompts
 from sam2tune.monailabel.settings import AppSettings
 from sam2tune.networks import load_finetuned_state_dict, read_state_dict
+
+from .conftest import quick_update_served, served_status
 
 MODEL = "optic_cup_fundus_sam2"
 REQUEST = {"foreground": [[48, 48]], "roi": [20, 20, 76, 76], "reset": True}
@@ -51,20 +51,6 @@ def _label(tmp_path, name: str) -> str:
     return path
 
 
-def _status(url: str) -> dict:
-    return requests.get(f"{url}/info/", timeout=60).json()["sam2tune"][MODEL]
-
-
-def _wait(url: str, requested: int, timeout: float = 300.0) -> dict:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        s = _status(url)
-        if s["quick_update"]["served"] >= requested and not s["quick_update"]["running"]:
-            return s
-        time.sleep(0.5)
-    raise AssertionError(f"no quick update after {timeout} s: {_status(url)}")
-
-
 def test_a_final_label_updates_the_served_weights_while_infer_keeps_answering(updating, tmp_path):
     client, url, _, _ = updating
     _, p0 = client.infer(MODEL, "T0001", REQUEST)
@@ -73,13 +59,13 @@ def test_a_final_label_updates_the_served_weights_while_infer_keeps_answering(up
     assert answer["quick_update"] == {MODEL: 1}
     during = []
     while True:  # infer while the update runs: answered, by the old weights, until the swap
-        running = _status(url)["quick_update"]["running"]
+        running = served_status(url, MODEL)["quick_update"]["running"]
         _, p = client.infer(MODEL, "T0001", REQUEST)
         during.append((running, p["weights"]["generation"]))
         if not running:
             break
     assert during[0][0] and during[0][1] in (p0["weights"]["generation"], p0["weights"]["generation"] + 1), during
-    status = _wait(url, 1)
+    status = quick_update_served(url, MODEL, 1)
     assert status["quick_update"]["last"]["superseded"] is False and "error" not in status["quick_update"]["last"]
     _, p1 = client.infer(MODEL, "T0001", REQUEST)
     assert p1["weights"]["source"] == "quick update" and p1["weights"]["trained_on"] == ["T0002"], (p1, status)
@@ -92,10 +78,10 @@ def test_a_final_label_updates_the_served_weights_while_infer_keeps_answering(up
 
 def test_two_labels_in_quick_succession_end_in_one_coherent_model(updating, tmp_path):
     client, url, studies, model_dir = updating
-    first = _status(url)["quick_update"]["requested"]
+    first = served_status(url, MODEL)["quick_update"]["requested"]
     client.save_label("V0002", _label(tmp_path, "V0002"), tag="final")
     client.save_label("V0001", _label(tmp_path, "V0001"), tag="final")
-    status = _wait(url, first + 2)
+    status = quick_update_served(url, MODEL, first + 2)
     last = status["quick_update"]["last"]
     assert last["request"] == first + 2 and {"V0002", "V0001"} <= set(last["trained_on"])
     assert status["weights"]["request"] == first + 2
