@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
+from sam2tune.io.dicom_seg import read_dicom_seg, write_dicom_seg
 from sam2tune.io.dicom_series import write_dicom_series
 from sam2tune.io.volumes import read_volume, write_label_nifti
 
@@ -50,3 +52,24 @@ def test_unsupported_input_names_the_fix(tmp_path):
         read_volume(str(tmp_path / "x.png"))
     with pytest.raises(ValueError, match="No DICOM series"):
         read_volume(str(tmp_path))
+
+
+def test_a_series_written_top_slice_first_reads_as_the_same_volume(tmp_path):
+    """InstanceNumber 1 at the last slice along the normal (as a scanner writes a head-first axial CT from the head
+    down): the volume, its grid and a SEG written on it are those of the same series written the other way."""
+    rng = np.random.default_rng(1)
+    volume = rng.integers(0, 2000, (5, 8, 9)).astype(np.uint16)
+    write_dicom_series(volume, str(tmp_path / "up"), (2.0, 0.5, 0.6))
+    up = read_volume(str(tmp_path / "up"))
+    files = write_dicom_series(volume, str(tmp_path / "down"), (2.0, 0.5, 0.6), instance_order="against_normal")
+    down = read_volume(str(tmp_path / "down"))
+    assert pydicom.dcmread(files[0]).InstanceNumber == 1
+    assert float(pydicom.dcmread(files[0]).ImagePositionPatient[2]) == pytest.approx(8.0)  # slice 4 of 5, dz 2 mm
+    assert np.array_equal(down.array, volume) and np.array_equal(down.array, up.array)
+    assert down.reference_files == files[::-1]  # slice-normal order, whatever the instance order
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[1, 2:5, 3:6] = 1  # off-centre in z: a flip would show
+    seg = write_dicom_seg(labels, down.reference_files, str(tmp_path / "seg.dcm"), {1: "lesion"})
+    assert np.array_equal(read_dicom_seg(seg, down.reference_files)[0], labels)
+    with pytest.raises(ValueError, match="instance_order 'up'"):
+        write_dicom_series(volume, str(tmp_path / "bad"), (2.0, 0.5, 0.6), instance_order="up")

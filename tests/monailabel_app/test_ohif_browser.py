@@ -39,7 +39,8 @@ MODEL = "lung_nodule_ct_sam2"
 D, H, W = 8, 64, 64
 CENTRE, RADIUS = (32, 30, 2), 12  # x, y, z of the nodule (voxels); radius in x/y voxels
 SHOTS = os.environ.get("SAM2TUNE_OHIF_SHOTS")  # copy the screenshots here too (docs/ figures) ...
-DOC_SHOTS = {"1_study_list", "2_viewer_connected", "4_viewer_with_mask", "5_saved_segmentation", "6_failed_infer"}
+DOC_SHOTS = {"1_study_list", "2_viewer_connected", "4_viewer_with_mask", "5_saved_segmentation", "6_failed_infer",
+             "7_abdomen_liver"}
 
 
 def _chromium() -> tuple[str, str] | None:
@@ -47,25 +48,54 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def _phantom(work, name: str, centre: tuple[int, int, int], modality: str = "CT") -> tuple[list[str], np.ndarray]:
-    """A CT-like series (a +40 HU nodule in -800 HU lung), its own patient and study; (files, (I, J, K) truth)."""
+def _phantom(work, name: str, centre: tuple[int, int, int], modality: str = "CT",
+             instance_order: str = "against_normal") -> tuple[list[str], np.ndarray]:
+    """A CT-like series (a +40 HU nodule in -800 HU lung), its own patient and study; (files in InstanceNumber order,
+    (I, J, K) truth, K along the slice normal). InstanceNumber 1 is the top slice, as a CT scanner writes an axial
+    series from the head down, unless `instance_order` is "along_normal"."""
     zz, yy, xx = np.mgrid[:D, :H, :W]
     inside = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 + ((zz - centre[2]) * 4) ** 2 <= RADIUS ** 2
     files = write_dicom_series(np.where(inside, 40.0, -800.0) + 1024, str(work / name), spacing=(2.5, 0.8, 0.8),
                                modality=modality, patient_id=name, series_description=f"sam2tune {name}",
-                               extra={"RescaleIntercept": -1024})
+                               extra={"RescaleIntercept": -1024}, instance_order=instance_order)
     return files, inside.transpose(2, 1, 0).astype(np.uint8)
+
+
+ABDOMEN = "abdomen_ct_sam2"
+LIVER, SPLEEN = 6, 1  # the abdomen bundle's label values (BTCV)
+
+
+def _abdomen(work, name: str, shift: tuple[int, int] = (0, 0)) -> tuple[list[str], np.ndarray]:
+    """A CT-like abdomen series: the liver (+60 HU) under the viewport's middle (moved by `shift` x, y voxels), the
+    spleen (+120 HU) off to the side, in fat (-100 HU); its own patient and study -> (files, (I, J, K) truth with the
+    bundle's label values)."""
+    zz, yy, xx = np.mgrid[:D, :H, :W]
+    xx, yy = xx - shift[0], yy - shift[1]
+    liver = ((xx - 32) / 14.0) ** 2 + ((yy - 30) / 11.0) ** 2 + ((zz - 3.5) / 3.0) ** 2 <= 1
+    spleen = ((xx - 52) / 6.0) ** 2 + ((yy - 14) / 6.0) ** 2 + ((zz - 3.5) / 2.5) ** 2 <= 1
+    truth = np.where(liver, LIVER, np.where(spleen, SPLEEN, 0)).astype(np.uint8)
+    hu = np.select([liver, spleen], [60.0, 120.0], -100.0)
+    files = write_dicom_series(hu + 1024, str(work / name), spacing=(2.5, 0.8, 0.8), modality="CT", patient_id=name,
+                               series_description=f"sam2tune {name}", extra={"RescaleIntercept": -1024},
+                               instance_order="against_normal")
+    return files, truth.transpose(2, 1, 0)
 
 
 @pytest.fixture(scope="module")
 def browser_app(orthanc, server_control, tmp_path_factory):
-    """The app serving the lung bundle from Orthanc (quick updates on), over three studies: `ohif-phantom` (the one
-    clicked on), `ohif-labelled` (another nodule, whose label the fast loop learns from) and `ohif-mr` (an MR series
-    the datastore does not list: its Modality filter is CT)."""
+    """The app serving the lung bundle from Orthanc (quick updates on), over four studies: `ohif-phantom` (the one
+    clicked on), `ohif-labelled` (another nodule, whose label the fast loop learns from), `ohif-along` (the nodule of
+    `ohif-phantom` in a series whose InstanceNumbers run along the slice normal, bottom slice first) and `ohif-mr`
+    (an MR series the datastore does not list: its Modality filter is CT); and the abdomen bundle over `ohif-abdomen`
+    (clicked on) and `ohif-abdomen-labelled` (its organs' label, which the abdomen model's quick update learns
+    from)."""
     work = tmp_path_factory.mktemp("ohif")
     series = {"ohif-phantom": _phantom(work, "ohif-phantom", CENTRE),
               "ohif-labelled": _phantom(work, "ohif-labelled", (28, 36, 4)),
-              "ohif-mr": _phantom(work, "ohif-mr", CENTRE, "MR")}
+              "ohif-along": _phantom(work, "ohif-along", CENTRE, instance_order="along_normal"),
+              "ohif-mr": _phantom(work, "ohif-mr", CENTRE, "MR"),
+              "ohif-abdomen": _abdomen(work, "ohif-abdomen"),
+              "ohif-abdomen-labelled": _abdomen(work, "ohif-abdomen-labelled", (-4, 3))}
     for files, _ in series.values():
         DICOMwebClient(orthanc).store_instances([pydicom.dcmread(f) for f in files])
     uids = {}
@@ -74,8 +104,8 @@ def browser_app(orthanc, server_control, tmp_path_factory):
         uids[name] = {"series": str(ds.SeriesInstanceUID), "study": str(ds.StudyInstanceUID), "files": files,
                       "truth": truth}
     start_server, stop_server = server_control
-    conf = {"models": MODEL, "image_size": 64, "sam2_variant": "tiny", "device": "cpu", "auto_update": "true",
-            "update_steps": 150, "update_learning_rate": 1e-3}
+    conf = {"models": f"{MODEL},{ABDOMEN}", "image_size": 64, "sam2_variant": "tiny", "device": "cpu",
+            "auto_update": "true", "update_steps": 150, "update_learning_rate": 1e-3}
     proc, url = start_server(orthanc, str(work / "model"), str(work / "server.log"), conf,
                              env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(work / "cache")})
     yield url, uids, work
@@ -141,9 +171,10 @@ def _body(d) -> str:
     return d.find_element(By.TAG_NAME, "body").text
 
 
-def _open_viewer(d, url: str, study_uid: str, series_description: str) -> None:
-    """The MONAI Label mode on a study, the panel connected (GET /info/), Point Prompts on `lung_nodule`. The server
-    URL is the panel's cookie, as after a user typed it once."""
+def _open_viewer(d, url: str, study_uid: str, series_description: str, model: str = MODEL,
+                 label: str = "lung_nodule") -> None:
+    """The MONAI Label mode on a study, the panel connected (GET /info/), Point Prompts on `model` and `label`. The
+    server URL is the panel's cookie, as after a user typed it once."""
     if not d.current_url.startswith(url):
         d.get(url + "/ohif/")
     d.add_cookie({"name": "MONAILABEL_SERVER_URL", "value": urllib.parse.quote(url + "/", safe=""), "path": "/"})
@@ -156,9 +187,12 @@ def _open_viewer(d, url: str, study_uid: str, series_description: str) -> None:
     _wait(lambda: "Point Prompts" in _body(d), what="the panel connected (GET /info/)")
     assert f"{MODEL}_auto" in _body(d)  # the Auto-Segmentation tab lists the automatic variant
     d.find_element(By.XPATH, "//label[contains(., 'Point Prompts')]").click()
-    _wait(lambda: any(o.text == MODEL for o in d.find_elements(By.CSS_SELECTOR, "select option")),
-          what="the interactive model in the Point Prompts selector")
-    d.find_element(By.XPATH, "//tr[contains(@class,'clickable-row')][td[contains(., 'lung_nodule')]]").click()
+    option = _wait(lambda: [o for o in d.find_elements(By.CSS_SELECTOR, "select option") if o.text == model],
+                   what=f"{model} in the Point Prompts selector")
+    option[0].click()
+    row = _wait(lambda: [r for r in d.find_elements(By.XPATH, f"//tr[contains(@class,'clickable-row')][td[contains(., "
+                                                    f"'{label}')]]") if r.is_displayed()], what=f"{label} in the panel")
+    row[0].click()
 
 
 def _canvas(d):
@@ -273,7 +307,79 @@ def test_fast_loop_mask_in_ohif_then_save_it_to_the_pacs(browser_app, driver, or
           f"viewport pixels {before} -> {after}")
     assert shown.any() and after > before + 100, (dice, before, after)  # the mask is drawn on the viewport
 
-    # Save: OHIF's own export (dcmjs SEG, STOW-RS through the server's /proxy/dicom) - the command the segmentation
+    seg = _save_from_ohif(d, orthanc, target, tmp_path, work, shot=True)
+    # The SEG OHIF stored is the mask it drew: decoded onto the CT's slices and put in slice-normal order, it equals
+    # the answer the browser received (I, J, K -> K, J, I).
+    np.testing.assert_array_equal(seg > 0, shown.transpose(2, 1, 0) > 0)
+
+
+def test_ohif_mirrors_the_seg_of_a_series_stored_bottom_slice_first(browser_app, driver, orthanc, tmp_path):
+    """OHIF 3 (as MONAI Label 0.8.5 bundles it) stores the SEG of a series whose InstanceNumbers run along the slice
+    normal (InstanceNumber 1 = the bottom slice) mirrored in z: its frames run against the labelmap it drew. Pinned,
+    so that a fixed OHIF shows up here; upstream: OHIF/Viewers issues 5038 and 5183. The nodule is off-centre in z,
+    so the flip shows. Runs after the fast-loop test, whose quick update makes the served model draw a mask."""
+    url, uids, work = browser_app
+    target = uids["ohif-along"]
+    d = driver
+    _open_viewer(d, url, target["study"], "sam2tune ohif-along")
+    _infer_exchanges(d)
+    text = _click_and_run(d)
+    assert "Running Inference for Point Prompts - Successful" in text, text[:300]
+    _, shown = _answer(d)
+    assert shown.any(), "the served model drew no mask: the fast-loop test's quick update did not run first"
+    seg = _save_from_ohif(d, orthanc, target, tmp_path, work, shot=False)
+    drawn = shown.transpose(2, 1, 0) > 0
+    assert not np.array_equal(seg > 0, drawn)
+    np.testing.assert_array_equal(seg > 0, drawn[::-1])
+
+
+def test_an_organ_of_the_abdomen_bundle_in_ohif(browser_app, driver, tmp_path):
+    """The 3D multi-organ bundle from OHIF: after a quick update on another series' organ label, the liver chosen in
+    the panel and a click on it propagate a mask through the volume, which OHIF draws into the liver segment. The
+    panel sends a `deepgrow` model the clicks of the chosen label only (no label name): the model segments the object
+    clicked on, and the panel puts the answer in the segment chosen."""
+    url, uids, work = browser_app
+    target, labelled = uids["ohif-abdomen"], uids["ohif-abdomen-labelled"]
+    client = MONAILabelClient(url, tmpdir=str(tmp_path))
+    affine = nib.load(client.infer(ABDOMEN, labelled["series"], {"foreground": [[28, 33, 3]], "reset": True})[0]).affine
+    nib.save(nib.Nifti1Image(labelled["truth"], affine), tmp_path / "organs.nii.gz")
+    saved = client.save_label(labelled["series"], str(tmp_path / "organs.nii.gz"), tag="final",
+                              params={"label_names": {"spleen": SPLEEN, "liver": LIVER}, "model": ABDOMEN})
+    status = quick_update_served(url, ABDOMEN, saved["quick_update"][ABDOMEN])
+    assert "error" not in status["quick_update"]["last"], status
+
+    d = driver
+    _open_viewer(d, url, target["study"], "sam2tune ohif-abdomen", model=ABDOMEN, label="liver")
+    _infer_exchanges(d)
+    text = _click_and_run(d)
+    assert "Running Inference for Point Prompts - Successful" in text, text[:300]
+    time.sleep(1)
+    _shot(d, work, "7_abdomen_liver")
+    params, shown = _answer(d)
+    assert f"/infer/{ABDOMEN}" in params.pop("_url") and "label" not in params
+    (fx, fy, fz), = params["foreground"]
+    truth = target["truth"]
+    assert truth[fx, fy, fz] == LIVER, (fx, fy, fz)  # the click is on the liver
+    liver = truth == LIVER
+    dice = 2 * float((shown > 0)[liver].sum()) / max(1, int((shown > 0).sum() + liver.sum()))
+    slices = np.nonzero((shown > 0).any((0, 1)))[0]
+    print(f"OHIF abdomen: liver click at {fx, fy, fz}, mask of {int((shown > 0).sum())} voxels on slices "
+          f"{slices.tolist()}, Dice {dice:.3f} against the liver")
+    assert len(slices) > 1  # propagated beyond the clicked slice
+    # what OHIF drew: the answer's voxels, all in the segment named liver
+    drawn = d.execute_script("""
+        const s = window.services.segmentationService, seg = s.getSegmentations()[0];
+        const names = {}; Object.values(seg.segments).forEach(x => { if (x) names[x.segmentIndex] = x.label; });
+        const data = s.getLabelmapVolume(seg.segmentationId || seg.id).voxelManager.getCompleteScalarDataArray();
+        const counts = {}; for (const v of data) { if (v) counts[v] = (counts[v] || 0) + 1; }
+        return Object.entries(counts).map(([v, n]) => [names[v], n]);""")
+    assert drawn == [["liver", int((shown > 0).sum())]], drawn
+
+
+def _save_from_ohif(d, orthanc, target: dict, tmp_path, work, shot: bool) -> np.ndarray:
+    """Store the viewport's only segmentation with OHIF's own DICOM SEG export, find it in Orthanc (QIDO-RS) ->
+    its mask decoded onto the target CT series, (K, J, I) with K along the slice normal."""
+    # OHIF's own export (dcmjs SEG, STOW-RS through the server's /proxy/dicom) - the command the segmentation
     # panel's "Export DICOM SEG" runs in OHIF's other modes; this mode has no button for it, so the test runs it.
     segmentations = d.execute_script("return window.services.segmentationService.getSegmentations()"
                                     ".map(s => s.segmentationId || s.id)")
@@ -284,7 +390,8 @@ def test_fast_loop_mask_in_ohif_then_save_it_to_the_pacs(browser_app, driver, or
     field = _wait(lambda: [i for i in d.find_elements(By.CSS_SELECTOR, "div[role=dialog] input, .modal input, "
                                                       "input[type=text]") if i.is_displayed()], 30, "the save dialog")
     field[0].send_keys("sam2tune OHIF save")
-    _shot(d, work, "5a_save_dialog")
+    if shot:
+        _shot(d, work, "5a_save_dialog")
     save = [b for b in d.find_elements(By.XPATH, "//button[normalize-space()='Save']") if b.is_displayed()]
     save[0].click()
     saved = _wait(lambda: d.execute_script("return window._sam2tuneSaved"), 60, "OHIF's store to finish")
@@ -306,20 +413,17 @@ def test_fast_loop_mask_in_ohif_then_save_it_to_the_pacs(browser_app, driver, or
         _wait(lambda: "sam2tune OHIF save" in _body(d), 20, "the SEG in OHIF's study browser")
     except AssertionError as err:
         print(f"screenshot 5 without OHIF's listing: {err}")
-    time.sleep(1)
-    _shot(d, work, "5_saved_segmentation")
+    if shot:
+        time.sleep(1)
+        _shot(d, work, "5_saved_segmentation")
     seg = qido.retrieve_series(target["study"], seg_series)[0]
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == target["series"]
     seg.save_as(tmp_path / "ohif_seg.dcm")
-    back, names = read_dicom_seg(str(tmp_path / "ohif_seg.dcm"), target["files"])
+    back, names = read_dicom_seg(str(tmp_path / "ohif_seg.dcm"), target["files"])  # in the files' order
     assert list(names.values()) == ["lung_nodule"], names
-    # What OHIF stores is what it drew with the slice order reversed: the SEG's frames (positions and referenced
-    # images alike) run against the viewer's labelmap. OHIF 3 as MONAI Label 0.8.5 bundles it; the nodule is
-    # off-centre in z, so the flip shows. Pinned, so that a fixed OHIF shows up here. A SEG that decodes to the drawn
-    # mask: save through MONAI Label (PUT /datastore/label, pydicom-seg; test_dicomweb.py).
-    drawn = shown.transpose(2, 1, 0) > 0
-    assert not np.array_equal(back > 0, drawn)
-    np.testing.assert_array_equal(back > 0, drawn[::-1])
+    heads = [pydicom.dcmread(f, stop_before_pixels=True) for f in target["files"]]
+    normal = np.cross(*np.asarray(heads[0].ImageOrientationPatient, float).reshape(2, 3))
+    return back[np.argsort([float(np.dot(h.ImagePositionPatient, normal)) for h in heads])]
 
 
 def test_a_failed_infer_reaches_the_panel(browser_app, driver):
