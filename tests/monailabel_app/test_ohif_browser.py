@@ -420,7 +420,9 @@ def _save_from_ohif(d, orthanc, target: dict, tmp_path, work, shot: bool) -> np.
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == target["series"]
     seg.save_as(tmp_path / "ohif_seg.dcm")
     back, names = read_dicom_seg(str(tmp_path / "ohif_seg.dcm"), target["files"])  # in the files' order
-    assert list(names.values()) == ["lung_nodule"], names
+    # OHIF's segmentation holds a segment per label of every served model; the mask is in the nodule's
+    present = sorted(names[int(v)] for v in np.unique(back) if v)
+    assert present == ["lung_nodule"], (present, names)
     heads = [pydicom.dcmread(f, stop_before_pixels=True) for f in target["files"]]
     normal = np.cross(*np.asarray(heads[0].ImageOrientationPatient, float).reshape(2, 3))
     return back[np.argsort([float(np.dot(h.ImagePositionPatient, normal)) for h in heads])]
