@@ -10,6 +10,8 @@
 | ``ablation`` | ``sam2tune-ablation`` | ``scripts/ablation.py`` |
 | ``rank_ablation`` | ``sam2tune-rank-ablation`` | ``scripts/rank_ablation.py`` |
 | ``interactive_table`` | ``sam2tune-interactive-table`` | ``scripts/interactive_table.py`` |
+| ``seed_study`` | ``sam2tune-seed-study`` | ``scripts/seed_study.py`` |
+| ``click_following`` | ``sam2tune-click-following`` | ``scripts/click_following.py`` |
 | ``diagnose_propagation`` | (``python -m`` only) | ``scripts/diagnose_propagation.py`` |
 | ``sam2_manifest`` | (``python -m`` only, maintainers) | ``scripts/sam2_manifest.py`` |
 
