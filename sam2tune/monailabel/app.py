@@ -7,7 +7,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from monailabel.interfaces.datastore import Datastore
 from monailabel.utils.others.generic import remove_file
@@ -60,11 +60,25 @@ def bundle_tasks(name: str, settings: AppSettings) -> tuple[dict, SAM2BundleTrai
     return infers, SAM2BundleTrainTask(model, labels, dim), BundleModel(name, settings, dropout=settings.dropout)
 
 
-def final_labels(datastore: Datastore) -> list[tuple[str, str, str]]:
+def labelled_for(datastore: Datastore, label_id: str, served: Sequence[str], tag: str = "final") -> str | None:
+    """The served bundle a saved label was made with: its info's ``model`` (as the client sent it with
+    ``PUT /datastore/label``; an ``<bundle>_auto`` infer name counts for its bundle), or None when it names none of
+    `served` (any bundle of the image's kind may learn from it)."""
+    model = (datastore.get_label_info(label_id, tag) or {}).get("model") if label_id else None
+    if not isinstance(model, str):
+        return None
+    model = model.removesuffix("_auto") if model not in served else model
+    return model if model in served else None
+
+
+def final_labels(datastore: Datastore, model: str | None = None, served: Sequence[str] = ()) -> list[tuple[str, ...]]:
     """(image id, image file, final label file) of every image with a final label, oldest label first.
 
     Args:
         datastore: the app's datastore (local or DICOMweb: both keep labels as local files).
+        model: keep only the labels `model` may learn from: those made with it or with no served bundle (see
+            ``labelled_for``); None keeps all.
+        served: the served bundle names.
 
     Returns:
         The labelled images, sorted by the modification time of their label file.
@@ -72,6 +86,8 @@ def final_labels(datastore: Datastore) -> list[tuple[str, str, str]]:
     out = []
     for image_id in datastore.get_labeled_images(label_tag="final"):
         label_id = datastore.get_label_by_image_id(image_id, "final")
+        if model is not None and labelled_for(datastore, label_id, served) not in (None, model):
+            continue  # another bundle's label (a lung nodule is not an abdominal organ)
         label = datastore.get_label_uri(label_id, "final") if label_id else ""
         image = datastore.get_image_uri(image_id)
         if label and image and os.path.isfile(label):
@@ -93,7 +109,8 @@ def quick_updaters(models: dict[str, BundleModel], datastore: Callable[[], Datas
     """
     if not settings.auto_update:
         return {}
-    return {name: QuickUpdater(model, lambda: final_labels(datastore()), settings.update_steps,
+    served = tuple(models)
+    return {name: QuickUpdater(model, lambda name=name: final_labels(datastore(), name, served), settings.update_steps,
                                settings.update_replay, settings.update_learning_rate)
             for name, model in models.items()}
 
@@ -101,7 +118,8 @@ def quick_updaters(models: dict[str, BundleModel], datastore: Callable[[], Datas
 def on_label_saved(updaters: dict[str, QuickUpdater], datastore: Datastore, image_id: str, label_id: str) -> dict:
     """After PUT /datastore/label: queue quick updates when the saved label is the image's final one.
 
-    A photo updates the 2D bundles, a volume the 3D ones.
+    A photo updates the 2D bundles, a volume the 3D ones; a label saved with ``"model": <bundle>`` updates that
+    bundle only.
 
     Args:
         updaters: ``quick_updaters`` of the app.
@@ -115,7 +133,9 @@ def on_label_saved(updaters: dict[str, QuickUpdater], datastore: Datastore, imag
     if not updaters or datastore.get_label_by_image_id(image_id, "final") != label_id:
         return {}
     photo = is_photo(datastore.get_image_uri(image_id))
-    queued = {name: u.submit(image_id) for name, u in updaters.items() if (u.model.dimension == 2) == photo}
+    named = labelled_for(datastore, label_id, tuple(updaters))
+    queued = {name: u.submit(image_id) for name, u in updaters.items()
+              if (u.model.dimension == 2) == photo and named in (None, name)}
     return {"quick_update": queued} if queued else {}
 
 

@@ -148,6 +148,14 @@ class SAM2DICOMWebDatastore(DICOMWebDatastore):
             return cached
         return super().get_label_uri(label_id, label_tag, image_id)
 
+    def get_labeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
+        """Series with a final label: those with a SEG on the DICOMweb server, plus those labelled through this
+        server since. MONAI Label caches the server's SEG listing for MONAI_LABEL_DICOMWEB_CACHE_EXPIRY (2 h by
+        default), so a label saved here after the first listing would stay unseen (by quick updates, active learning
+        and training) until then."""
+        listed = super().get_labeled_images(label_tag, labels)
+        return list(dict.fromkeys([*listed, *LocalDatastore.get_labeled_images(self, label_tag, labels)]))
+
     def _series_files(self, image_id: str) -> list[str]:
         """The cached DICOM files of a series, sorted by position along the slice normal (GDCM's order)."""
         return cached_series_files(os.path.realpath(os.path.join(self._datastore.image_path(), image_id)), image_id)

@@ -238,6 +238,17 @@ def _answer(d) -> tuple[dict, np.ndarray]:
     return params | {"_url": request["url"]}, np.asarray(shown)
 
 
+def _quick_update(url: str, model: str, labelled: dict, click: list[int], names: dict, tmp_path) -> dict:
+    """Save `labelled`'s truth as its final label (as Slicer saves it, on the grid of the server's own answer) and wait
+    for the quick update of `model` to be served -> the update's status (``quick_update.last``)."""
+    client = MONAILabelClient(url, tmpdir=str(tmp_path))
+    affine = nib.load(client.infer(model, labelled["series"], {"foreground": [click], "reset": True})[0]).affine
+    nib.save(nib.Nifti1Image(labelled["truth"], affine), tmp_path / "label.nii.gz")
+    saved = client.save_label(labelled["series"], str(tmp_path / "label.nii.gz"), tag="final",
+                              params={"label_names": names, "model": model})
+    return quick_update_served(url, model, saved["quick_update"][model])["quick_update"]["last"]
+
+
 def test_click_segment_in_ohif(browser_app, driver, tmp_path):
     url, uids, work = browser_app
     target = uids["ohif-phantom"]
@@ -283,14 +294,8 @@ def test_fast_loop_mask_in_ohif_then_save_it_to_the_pacs(browser_app, driver, or
     mask the browser received."""
     url, uids, work = browser_app
     target, labelled = uids["ohif-phantom"], uids["ohif-labelled"]
-    client = MONAILabelClient(url, tmpdir=str(tmp_path))
-    affine = nib.load(client.infer(MODEL, labelled["series"], {"foreground": [[28, 36, 4]], "reset": True})[0]).affine
-    nib.save(nib.Nifti1Image(labelled["truth"], affine), tmp_path / "label.nii.gz")
-    saved = client.save_label(labelled["series"], str(tmp_path / "label.nii.gz"), tag="final",
-                              params={"label_names": {"lung_nodule": 1}, "model": MODEL})
-    status = quick_update_served(url, MODEL, saved["quick_update"][MODEL])
-    last = status["quick_update"]["last"]
-    assert "error" not in last and last["trained_on"] == [labelled["series"]], status
+    last = _quick_update(url, MODEL, labelled, [28, 36, 4], {"lung_nodule": 1}, tmp_path)
+    assert "error" not in last and last.get("trained_on") == [labelled["series"]], last
 
     d = driver
     _open_viewer(d, url, target["study"], "sam2tune ohif-phantom")
@@ -340,13 +345,8 @@ def test_an_organ_of_the_abdomen_bundle_in_ohif(browser_app, driver, tmp_path):
     clicked on, and the panel puts the answer in the segment chosen."""
     url, uids, work = browser_app
     target, labelled = uids["ohif-abdomen"], uids["ohif-abdomen-labelled"]
-    client = MONAILabelClient(url, tmpdir=str(tmp_path))
-    affine = nib.load(client.infer(ABDOMEN, labelled["series"], {"foreground": [[28, 33, 3]], "reset": True})[0]).affine
-    nib.save(nib.Nifti1Image(labelled["truth"], affine), tmp_path / "organs.nii.gz")
-    saved = client.save_label(labelled["series"], str(tmp_path / "organs.nii.gz"), tag="final",
-                              params={"label_names": {"spleen": SPLEEN, "liver": LIVER}, "model": ABDOMEN})
-    status = quick_update_served(url, ABDOMEN, saved["quick_update"][ABDOMEN])
-    assert "error" not in status["quick_update"]["last"], status
+    last = _quick_update(url, ABDOMEN, labelled, [28, 33, 3], {"spleen": SPLEEN, "liver": LIVER}, tmp_path)
+    assert "error" not in last and last.get("trained_on") == [labelled["series"]], last
 
     d = driver
     _open_viewer(d, url, target["study"], "sam2tune ohif-abdomen", model=ABDOMEN, label="liver")
