@@ -19,7 +19,7 @@ box around both -> A > 0.8, B > 0.5 ("box"); + negative click on B -> B down by 
     (the same: ``python -m sam2tune.tools.click_following ...``)
 
 Writes <out>/click_following.{csv,md,json}: per seed the mean fraction of A and B in the mask at each step and the
-photos passing each check. ~5 min a seed on 2 CPU cores (1,500 steps).
+photos passing each check. ~7 min a seed on 2 CPU cores (2,500 steps).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from sam2tune.utils import atomic_write_json
 from sam2tune.utils.atomic import atomic_write_csv, atomic_write_text
 
 SIZE = 96  # photo size; the model runs at 64 px
-STEPS, WARMUP, CLIP, LR, BATCH, ROUNDS, TRAIN_IMAGES = 1500, 100, 1.0, 1e-3, 16, 2, 128
+STEPS, WARMUP, CLIP, LR, BATCH, ROUNDS, TRAIN_IMAGES = 2500, 100, 1.0, 1e-3, 16, 2, 128
 CHECKS = ("click", "grow", "box", "shrink")
 COLUMNS = ["seed", "click_a", "click_b", "grow_a", "grow_b", "box_a", "box_b", "shrink_a", "shrink_b",
            *[f"{c}_pass" for c in CHECKS], "photos", "train_s"]

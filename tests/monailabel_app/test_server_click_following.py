@@ -4,7 +4,7 @@ grows the mask there, a negative click inside a false-positive region shrinks it
 A fine-tune on the bundles' phantoms learns to ignore prompts (see the clicks-to-accuracy tables in the bundle
 READMEs), so it cannot show whether the app's clicks reach the model the right way round. Here the test trains, with
 ``sam2tune.tools.click_following``, a model for which clicks are the only way to the answer (two identical discs: a
-click on A means "A", a box around both means "both"; ~5 min on 2 CPU cores, random initialisation, seeded), checks
+click on A means "A", a box around both means "both"; ~7 min on 2 CPU cores, random initialisation, seeded), checks
 it in model pixels, and the server then serves those weights as the optic-cup bundle's; the clicks go in as Slicer
 sends them (IJK = x, y on photos, every earlier click resent), so a swapped axis, a wrong label or a lost mask prompt
 makes the test fail.
@@ -30,7 +30,7 @@ from sam2tune.tools.click_following import (
     two_discs,
 )
 
-pytestmark = pytest.mark.slow  # ~5 min: the in-test training
+pytestmark = pytest.mark.slow  # ~7 min: the in-test training
 MODEL = "optic_cup_fundus_sam2"
 SEED = 1
 
