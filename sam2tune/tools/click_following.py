@@ -39,6 +39,7 @@ from sam2tune.losses import CorrectionRoundsLoss
 from sam2tune.networks.interactive import decode_rounds
 from sam2tune.utils import atomic_write_json
 from sam2tune.utils.atomic import atomic_write_csv, atomic_write_text
+from sam2tune.utils.flags import int_list
 
 SIZE = 96  # photo size; the model runs at 64 px
 STEPS, WARMUP, CLIP, LR, BATCH, ROUNDS, TRAIN_IMAGES = 2500, 100, 1.0, 1e-3, 16, 2, 128
@@ -197,16 +198,13 @@ def write_tables(results: list[dict], out: str, setting: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
+    parser.add_argument("--seeds", type=int_list, default="1,2,3", help="comma-separated seeds (default 1,2,3)")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--warmup", type=int, default=WARMUP, help="linear warm-up steps (0: none)")
     parser.add_argument("--clip", type=float, default=CLIP, help="gradient norm clipping (0: none)")
     parser.add_argument("--out", default="click_following_out")
     args = parser.parse_args(argv)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    seeds = args.seeds
     if args.steps < 1 or args.warmup < 0 or args.clip < 0:
         parser.error("--steps must be >= 1, --warmup and --clip >= 0")
     setting = {"steps": args.steps, "warmup": args.warmup, "clip": args.clip or None}

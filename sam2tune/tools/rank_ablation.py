@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from sam2tune.bundles import bundle_config_files, run_workflow
+from sam2tune.utils.flags import int_list
 
 FIELDS = ("strategy", "lora_r", "lora_alpha", "trainable_params", "total_params", "total_steps", "best_step",
           "best_val_iou", "best_val_dice", "seconds", "median_step_seconds", "peak_rss_mb", "peak_cuda_mb",
@@ -145,15 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_dir", required=True, help="dataset folder (e.g. from make_phantoms.py severstal)")
     parser.add_argument("--output_dir", required=True, help="one sub-folder per run + rank_ablation.csv")
-    parser.add_argument("--ranks", default="4,8,16", help="comma-separated LoRA ranks (alpha = 2 x rank)")
+    parser.add_argument("--ranks", type=int_list, default="4,8,16",
+                        help="comma-separated LoRA ranks (alpha = 2 x rank)")
     parser.add_argument("--strategies", default="lora", help="comma-separated finetune strategies, e.g. lora,full")
     parser.add_argument("--bundle", default="steel_defect_sam2", help="bundle whose configs/train.json is run")
     parser.add_argument("--in_process", action="store_true", help="run in this process (no per-run peak RSS)")
     args = parser.parse_args(argv)
-    try:
-        ranks = [int(r) for r in args.ranks.split(",") if r.strip()]
-    except ValueError:
-        parser.error(f"--ranks must be comma-separated integers, got {args.ranks!r}")
+    ranks = args.ranks
     if not ranks or min(ranks) < 1:
         parser.error(f"--ranks needs at least one rank >= 1, got {args.ranks!r}")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]

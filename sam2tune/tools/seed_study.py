@@ -34,6 +34,7 @@ import torch
 from sam2tune.bundles import run_workflow
 from sam2tune.data.phantoms.btcv import write_btcv_phantoms
 from sam2tune.utils import atomic_torch_save, atomic_write_json
+from sam2tune.utils.flags import int_list
 
 BUNDLE = "abdomen_ct_sam2"
 ORGANS = [1, 2, 3, 6, 7]  # the five large organs: at 48 px the others are below one cell of SAM2's mask
@@ -173,13 +174,10 @@ def write_tables(setting: str, results: list[dict], out: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="long")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--seeds", type=int_list, default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--out", default="seed_study_out")
     args = parser.parse_args(argv)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    seeds = args.seeds
     os.makedirs(args.out, exist_ok=True)
     print(f"Seed study of {BUNDLE}, setting {args.setting!r}, seeds {seeds}: RANDOM INITIALISATION (no checkpoint).")
     results = []

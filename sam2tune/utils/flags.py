@@ -1,4 +1,5 @@
-"""Booleans from JSON, `--conf`, request bodies or the bundle CLI, where "false" arrives as a (truthy) string."""
+"""Flags from outside: booleans from JSON, `--conf`, request bodies or the bundle CLI, where "false" arrives as a
+(truthy) string; comma-separated integers from the tools' command lines."""
 
 from __future__ import annotations
 
@@ -28,4 +29,18 @@ def as_bool(value: Any, key: str = "flag") -> bool:
     raise ValueError(f"{key} must be true or false (or 1/0, yes/no, on/off), got {value!r}.")
 
 
-__all__ = ["as_bool"]
+def int_list(text: str) -> list[int]:
+    """ "0,1, 2" -> [0, 1, 2] (empty items skipped): an argparse ``type`` for the tools' seed / rank lists.
+
+    Raises:
+        argparse.ArgumentTypeError: an item is not an integer (argparse names the option and exits with 2).
+    """
+    import argparse
+
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated integers expected, got {text!r}") from None
+
+
+__all__ = ["as_bool", "int_list"]

@@ -101,3 +101,13 @@ def test_one_boolean_parser():
             if "lower() in ('true'" in fh.read():
                 found.append(os.path.relpath(path, REPO))
     assert found == []
+
+
+def test_int_list_reads_the_tools_seed_lists():
+    import argparse
+
+    from sam2tune.utils.flags import int_list
+
+    assert int_list("0, 1,2,") == [0, 1, 2] and int_list("") == []
+    with pytest.raises(argparse.ArgumentTypeError, match="comma-separated integers expected, got '0,x'"):
+        int_list("0,x")
