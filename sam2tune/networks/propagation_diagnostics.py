@@ -91,6 +91,22 @@ def memory_identity(
     return {"memory": relative_spread(mem), "conditioned": relative_spread(conditioned)}
 
 
+def lands_on(pred: np.ndarray, label: np.ndarray) -> tuple[int, int]:
+    """Which label value a predicted mask mostly lies on.
+
+    Args:
+        pred: (H, W) bool mask.
+        label: (H, W) label map of object ids (0 = background).
+
+    Returns:
+        (label value under most of the mask's voxels, how many of them); (-1, 0) for an empty mask.
+    """
+    values, counts = np.unique(label[pred], return_counts=True)
+    if not len(values):
+        return -1, 0
+    return int(values[counts.argmax()]), int(counts.max())
+
+
 @torch.no_grad()
 def object_slice_table(
     segmenter,
@@ -110,7 +126,9 @@ def object_slice_table(
 
     Returns:
         One dict per object and slice where the label or the prediction (logit > 0) is non-empty: "organ",
-        "slice", "offset" (from the key slice), "label_voxels", "pred_voxels", "dice", "object_score" (logit).
+        "slice", "offset" (from the key slice), "label_voxels", "pred_voxels", "dice", "object_score" (logit),
+        "lands_on" / "lands_on_voxels" (``lands_on``: the label value most of the mask lies on; another organ's id
+        there means the tracker jumped to that organ).
     """
     logits, scores = propagate_volume(segmenter, volume, prompts)
     rows = []
@@ -131,9 +149,10 @@ def object_slice_table(
                     "pred_voxels": int(pred.sum()),
                     "dice": 2 * inter / (int(pred.sum()) + int(truth.sum())),
                     "object_score": float(scores[o, z]),
+                    **dict(zip(("lands_on", "lands_on_voxels"), lands_on(pred, label[z]), strict=True)),
                 }
             )
     return rows
 
 
-__all__ = ["memory_identity", "object_slice_table", "relative_spread"]
+__all__ = ["lands_on", "memory_identity", "object_slice_table", "relative_spread"]

@@ -7,7 +7,8 @@ python scripts/diagnose_propagation.py --model MODEL.pt --image CT.nii.gz --labe
 
 Every organ of the label (or --organs) is prompted with a box on the middle slice of its extent and propagated both
 ways, as `run evaluating` does. Writes <out>/object_slices.csv (each organ's own mask on each slice: label and predicted
-voxels, Dice, object-score logit) and <out>/memory_identity.csv (for organs sharing the most common key slice: the
+voxels, Dice, object-score logit, and the label the mask mostly lies on: another organ's id there means the tracker
+jumped to that organ) and <out>/memory_identity.csv (for organs sharing the most common key slice: the
 pairwise relative difference of their mask memory + object pointers, and of the memory-conditioned features of the
 next slice). Near-zero conditioned differences mean the tracker sees the same thing for those organs and predicts the
 same mask for all of them: the memory, not the decoder, is what needs training (or pretrained weights).
@@ -68,8 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
     for organ in ids:
         mine = [r for r in rows if r["organ"] == organ and r["offset"] != 0 and r["label_voxels"]]
         dice = np.mean([r["dice"] for r in mine]) if mine else float("nan")
+        jumps = Counter(r["lands_on"] for r in rows if r["organ"] == organ and r["lands_on"] not in (-1, 0, organ))
         print(f"organ {organ}: mean Dice of its own mask on the labelled non-key slices {dice:.3f} "
-              f"({len(mine)} slices)")
+              f"({len(mine)} slices)" + "".join(f"; mostly on organ {o} on {n} slices" for o, n in jumps.items()))
     key = Counter(int(pl[0].slice) for pl in prompts).most_common(1)[0][0]
     same = [i for i, pl in enumerate(prompts) if int(pl[0].slice) == key]
     step = 1 if key + 1 < volume.shape[0] else -1

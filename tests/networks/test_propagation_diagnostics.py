@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from sam2tune.networks import SAM2Segmenter
-from sam2tune.networks.propagation_diagnostics import memory_identity, object_slice_table, relative_spread
+from sam2tune.networks.propagation_diagnostics import (
+    lands_on,
+    memory_identity,
+    object_slice_table,
+    relative_spread,
+)
 from sam2tune.networks.propagator import ObjectPrompt
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,6 +67,7 @@ def test_object_slice_table_scores_each_object_own_mask(net):
     rows = object_slice_table(net, vol, label, [[ObjectPrompt(2, mask=(label[2] == 3).astype(np.float32))]], [3])
     key = [r for r in rows if r["offset"] == 0]
     assert len(key) == 1 and key[0]["slice"] == 2 and key[0]["label_voxels"] == 100 and key[0]["dice"] > 0.8
+    assert key[0]["lands_on"] == 3  # the prompted slice's mask lies on its own organ
     assert {r["slice"] for r in rows if r["label_voxels"]} == {1, 2, 3}  # every labelled slice has a row
     assert all(0.0 <= r["dice"] <= 1.0 for r in rows)
 
@@ -85,3 +91,12 @@ def test_cli_writes_both_tables(tmp_path):
     with pytest.raises(SystemExit, match="No organ"):
         cli.main(["--model", str(tmp_path / "model.pt"), "--image", str(img), "--label", str(lab), "--image_size", "64",
                   "--organs", "4", "--out", str(tmp_path / "out2")])
+
+
+def test_lands_on_names_the_label_under_most_of_the_mask():
+    label = np.zeros((8, 8), np.uint8)
+    label[:4, :4], label[4:, 4:] = 7, 1
+    pred = np.zeros((8, 8), bool)
+    pred[3:8, 3:8] = True  # 16 voxels on organ 1, 1 on organ 7, 8 on background
+    assert lands_on(pred, label) == (1, 16)
+    assert lands_on(np.zeros((8, 8), bool), label) == (-1, 0)
